@@ -1,0 +1,137 @@
+"""The embedded broker: one node, history in process memory.
+
+Publishes are delivered synchronously, in the publishing call, so a room's
+events reach local recipients in offset order with no task in between.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from ..errors import RoomcastError
+from ..history import Page, Position, RoomLog
+from ..idempotency import IdempotencyCache
+from ..rooms import Room
+from .broker import (
+    Deliver,
+    Draft,
+    Publication,
+    Published,
+    Retention,
+    RoomStats,
+    position_fields,
+)
+
+__all__ = ["MemoryBroker"]
+
+
+class MemoryBroker:
+    """A :class:`~roomcast.brokers.broker.Broker` for a single node.
+
+    Args:
+        idempotency_ttl: seconds an idempotency key is remembered.
+        idempotency_max_keys: keys remembered at most.
+    """
+
+    def __init__(
+        self, *, idempotency_ttl: float = 300.0, idempotency_max_keys: int = 100_000
+    ) -> None:
+        self._logs: dict[str, tuple[Room, RoomLog[bytes]]] = {}
+        self._seen: IdempotencyCache[Published] = IdempotencyCache(
+            idempotency_ttl, idempotency_max_keys
+        )
+        self._deliver: Deliver | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        self._deliver = None
+
+    def _log(self, room: Room, retention: Retention) -> RoomLog[bytes]:
+        entry = self._logs.get(room.key)
+        if entry is None:
+            log: RoomLog[bytes] = RoomLog(retention.size, retention.ttl)
+            self._logs[room.key] = (room, log)
+            return log
+        return entry[1]
+
+    def publish_now(self, draft: Draft) -> Published:
+        """Publish synchronously (the memory broker never waits)."""
+        now = time.time()
+        if draft.idempotency_key:
+            seen_key = f"{draft.room.key}\n{draft.idempotency_key}"
+            earlier = self._seen.get(seen_key, now)
+            if earlier is not None:
+                return Published(earlier.id, earlier.offset, earlier.epoch, duplicate=True)
+        log = self._log(draft.room, draft.retention)
+        stored = not draft.skip_history and log.size > 0
+        offset = log.next_offset() if stored else 0
+        data = draft.body + position_fields(offset, log.epoch)
+        if stored:
+            log.store(offset, data, now)
+        result = Published(draft.id, offset, log.epoch)
+        if draft.idempotency_key:
+            self._seen.put(seen_key, result, now)
+        if self._deliver is not None:
+            self._deliver(Publication(draft.room, offset, log.epoch, draft.accepted_ns, data))
+        return result
+
+    async def publish(self, draft: Draft) -> Published:
+        return self.publish_now(draft)
+
+    async def publish_many(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
+        return [self.publish_now(draft) for draft in drafts]
+
+    async def read(
+        self, room: Room, since: Position | None, limit: int, retention: Retention
+    ) -> Page[bytes]:
+        entry = self._logs.get(room.key)
+        if entry is None:
+            # Reading a room creates nothing: an unknown room has no events
+            # yet, and only the very beginning can be resumed.
+            blank: RoomLog[bytes] = RoomLog(retention.size, retention.ttl, epoch="")
+            return blank.read(since, limit, time.time())
+        return entry[1].read(since, limit, time.time())
+
+    # One node hears everything it publishes: nothing to listen for.
+    async def listen(self, room_key: str) -> None:
+        return None
+
+    async def unlisten(self, room_key: str) -> None:
+        return None
+
+    async def listen_pattern(self, pattern_key: str) -> None:
+        return None
+
+    async def unlisten_pattern(self, pattern_key: str) -> None:
+        return None
+
+    async def rooms(self) -> list[RoomStats]:
+        now = time.time()
+        stats = []
+        for room, log in self._logs.values():
+            log.expire(now)
+            stats.append(RoomStats(room, log.position, len(log)))
+        return stats
+
+    def sweep(self, now: float, keep: set[str]) -> int:
+        """Forget rooms whose history has expired and nobody follows.
+
+        Their next event starts a new epoch, as the documented guarantee says.
+
+        Returns:
+            How many rooms were forgotten.
+        """
+        idle = []
+        for key, (_, log) in self._logs.items():
+            log.expire(now)
+            if not len(log) and key not in keep:
+                idle.append(key)
+        for key in idle:
+            del self._logs[key]
+        return len(idle)
+
+    async def healthy(self) -> bool:
+        return True

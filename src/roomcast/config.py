@@ -1,0 +1,219 @@
+"""One :class:`Settings` value, built once from every source, passed down.
+
+Precedence, highest first: command-line options, ``ROOMCAST_*`` environment
+variables, the TOML file named by ``--config`` / ``ROOMCAST_CONFIG``, the
+defaults below. This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "DEFAULT_GRPC_PORT",
+    "DEFAULT_HOST",
+    "DEFAULT_HTTP_PORT",
+    "ENV_PREFIX",
+    "ClientSettings",
+    "Settings",
+    "signing_secret",
+]
+
+ENV_PREFIX = "ROOMCAST_"
+DEFAULT_GRPC_PORT = 50051
+DEFAULT_HTTP_PORT = 8080
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_TARGET = f"localhost:{DEFAULT_GRPC_PORT}"
+
+
+def _node_id() -> str:
+    return f"node-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node is configured with.
+
+    Every field can be set as ``ROOMCAST_<FIELD>`` (upper case) in the
+    environment or as ``<field>`` in the TOML config file.
+    """
+
+    host: str = DEFAULT_HOST
+    grpc_port: int = DEFAULT_GRPC_PORT
+    http_port: int = DEFAULT_HTTP_PORT
+    broker: str = "memory://"
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: Path | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    policy: Path | None = None
+    dev: bool = False
+    node_id: str = field(default_factory=_node_id)
+    # Limits.
+    max_payload_bytes: int = 64 * 1024
+    max_batch_size: int = 10_000
+    max_subscribe_rooms: int = 128
+    # A Subscribe stream whose unsent events exceed this is ended with
+    # RESOURCE_EXHAUSTED: a reader that cannot keep up never grows memory.
+    subscriber_buffer_bytes: int = 8 * 1024 * 1024
+    max_frame_bytes: int = 512 * 1024  # coalesced events per stream message
+    idempotency_ttl: float = 300.0
+    idempotency_max_keys: int = 100_000
+    publish_timeout: float = 5.0
+    shutdown_grace: float = 10.0
+    metrics_interval: float = 5.0
+
+    @classmethod
+    def load(
+        cls,
+        options: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+    ) -> Settings:
+        """Build settings from options, environment and config file.
+
+        Args:
+            options: values given on the command line (None values ignored).
+            environ: the environment; ``os.environ`` when omitted.
+            config_file: a TOML file; ``ROOMCAST_CONFIG`` names one when omitted.
+
+        Raises:
+            ConfigError: a value does not parse, a key is unknown, or the
+                config file cannot be read.
+        """
+        environ = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        path = config_file or (
+            Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None
+        )
+        if path is not None:
+            for key, raw in _read_toml(path).items():
+                if key not in known:
+                    raise ConfigError(f"config file {path}: unknown setting {key!r}")
+                values[key] = _coerce(known[key], raw, f"config file {path}: {key}")
+        for name, spec in known.items():
+            raw_env = environ.get(f"{ENV_PREFIX}{name.upper()}")
+            if raw_env is not None and raw_env != "":
+                values[name] = _coerce(spec, raw_env, f"{ENV_PREFIX}{name.upper()}")
+        for name, raw_option in (options or {}).items():
+            if name not in known:
+                raise ConfigError(f"unknown setting {name!r}")
+            if raw_option is not None:
+                values[name] = _coerce(known[name], raw_option, f"--{name.replace('_', '-')}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check values that parse but make no sense together.
+
+        Raises:
+            ConfigError: naming the setting.
+        """
+        for port_name in ("grpc_port", "http_port"):
+            port = getattr(self, port_name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{port_name}: {port} is not a TCP port")
+        if self.jwt_secret and self.jwt_public_key:
+            raise ConfigError("give either a JWT secret or a JWT public key, not both")
+        if not self.dev and not self.jwt_secret and not self.jwt_public_key:
+            raise ConfigError(
+                "no JWT key: set --jwt-secret or --jwt-public-key (or ROOMCAST_JWT_SECRET), "
+                "or run with --dev"
+            )
+        positive = ("max_payload_bytes", "max_batch_size", "subscriber_buffer_bytes")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be greater than 0")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+
+
+def _coerce(spec: dataclasses.Field[Any], raw: Any, where: str) -> Any:
+    kind = str(spec.type)
+    try:
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
+            return int(raw)
+        if kind.startswith("float"):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if kind.startswith("Path"):
+            return Path(raw)
+        return str(raw)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {raw!r} is not a valid {kind.split(' ')[0]}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """What ``roomcast publish`` and ``roomcast tail`` connect with."""
+
+    target: str = DEFAULT_TARGET
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(
+        cls, options: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
+    ) -> ClientSettings:
+        """From ``--target``/``--token``, else ``ROOMCAST_TARGET``/``ROOMCAST_TOKEN``.
+
+        Raises:
+            ConfigError: no token anywhere.
+        """
+        environ = os.environ if environ is None else environ
+        target = options.get("target") or environ.get(f"{ENV_PREFIX}TARGET") or DEFAULT_TARGET
+        token = options.get("token") or environ.get(f"{ENV_PREFIX}TOKEN")
+        if not token:
+            raise ConfigError("no token: pass --token or set ROOMCAST_TOKEN")
+        return cls(target, token)
+
+
+def signing_secret(option: str | None, *, environ: Mapping[str, str] | None = None) -> str:
+    """The HS256 secret for minting tokens: the option, else ROOMCAST_JWT_SECRET.
+
+    Raises:
+        ConfigError: neither is set.
+    """
+    environ = os.environ if environ is None else environ
+    secret = option or environ.get(f"{ENV_PREFIX}JWT_SECRET")
+    if not secret:
+        raise ConfigError("no secret: pass --jwt-secret or set ROOMCAST_JWT_SECRET")
+    if len(secret.encode()) < 32:
+        raise ConfigError("the JWT secret must be at least 32 bytes long")
+    return secret

@@ -1,0 +1,156 @@
+"""The one exception tree of roomcast, and its mapping to the wire.
+
+::
+
+    RoomcastError
+     ├── ConfigError             refused start: bad option, unreadable file
+     ├── Unauthenticated         UNAUTHENTICATED      close 4001
+     │    └── TokenExpired       UNAUTHENTICATED      close 4002
+     ├── Forbidden               PERMISSION_DENIED    "forbidden"
+     ├── InvalidArgument         INVALID_ARGUMENT     "bad_request"
+     │    └── InvalidRoom        INVALID_ARGUMENT     "invalid_room"
+     ├── NotFound                NOT_FOUND            "not_found"
+     ├── LimitExceeded           RESOURCE_EXHAUSTED   "rate_limited"
+     │    ├── TooLarge           RESOURCE_EXHAUSTED   "too_large"
+     │    └── SlowConsumer       RESOURCE_EXHAUSTED   close 4100
+     ├── Unavailable             UNAVAILABLE          close 4200
+     └── BrokerError             UNAVAILABLE          (the broker failed)
+          └── BrokerTimeout      DEADLINE_EXCEEDED
+
+Every message is written for the client: it names the field, the room or the
+rule, and never carries a token or the text of an internal exception. The
+gRPC shell maps errors with :func:`grpc_status`; the WebSocket shell with
+:attr:`RoomcastError.frame_code`.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+__all__ = [
+    "BrokerError",
+    "BrokerTimeout",
+    "ConfigError",
+    "Forbidden",
+    "InvalidArgument",
+    "InvalidRoom",
+    "LimitExceeded",
+    "NotFound",
+    "RoomcastError",
+    "SlowConsumer",
+    "TokenExpired",
+    "TooLarge",
+    "Unauthenticated",
+    "Unavailable",
+    "grpc_status",
+]
+
+
+class RoomcastError(Exception):
+    """Base of every error roomcast raises on purpose.
+
+    Attributes:
+        status: the gRPC status code a call ends with.
+        frame_code: the ``code`` of a WebSocket ``error`` frame.
+        close_code: the WebSocket close code when the error ends a
+            connection, or None when an ``error`` frame is enough.
+    """
+
+    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    frame_code: str = "internal"
+    close_code: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(RoomcastError):
+    """The configuration cannot be used; the server refuses to start."""
+
+
+class Unauthenticated(RoomcastError):
+    """No token, or a token that does not verify."""
+
+    status = grpc.StatusCode.UNAUTHENTICATED
+    frame_code = "unauthorized"
+    close_code = 4001
+
+
+class TokenExpired(Unauthenticated):
+    """The token was valid once but its ``exp`` has passed."""
+
+    close_code = 4002
+
+
+class Forbidden(RoomcastError):
+    """The room policy refuses the caller; the message names room and rule."""
+
+    status = grpc.StatusCode.PERMISSION_DENIED
+    frame_code = "forbidden"
+
+
+class InvalidArgument(RoomcastError):
+    """A request field is malformed; the message names the field."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    frame_code = "bad_request"
+
+
+class InvalidRoom(InvalidArgument):
+    """A room name or pattern breaks the grammar or is of no known kind."""
+
+    frame_code = "invalid_room"
+
+
+class NotFound(RoomcastError):
+    """The thing asked about does not exist (for example a connection id)."""
+
+    status = grpc.StatusCode.NOT_FOUND
+    frame_code = "not_found"
+
+
+class LimitExceeded(RoomcastError):
+    """A configured limit was hit."""
+
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    frame_code = "rate_limited"
+
+
+class TooLarge(LimitExceeded):
+    """A payload, batch or frame is over its size limit."""
+
+    frame_code = "too_large"
+
+
+class SlowConsumer(LimitExceeded):
+    """A subscriber fell further behind than its buffer allows."""
+
+    frame_code = "slow_consumer"
+    close_code = 4100
+
+
+class Unavailable(RoomcastError):
+    """The server cannot take the call now (it is draining, for example)."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    frame_code = "unavailable"
+    close_code = 4200
+
+
+class BrokerError(RoomcastError):
+    """The broker failed to carry out an operation."""
+
+    status = grpc.StatusCode.UNAVAILABLE
+    frame_code = "unavailable"
+
+
+class BrokerTimeout(BrokerError):
+    """The broker did not answer in time."""
+
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def grpc_status(error: RoomcastError) -> tuple[grpc.StatusCode, str]:
+    """The status code and client-safe details a call ends with for ``error``."""
+    return error.status, error.message

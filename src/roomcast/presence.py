@@ -1,0 +1,149 @@
+"""Who is connected, and who is in which room. Pure bookkeeping, no I/O.
+
+The WebSocket bridge registers each live connection here; ``JoinRoom`` and
+``LeaveRoom`` find a user's connections here; ``GetPresence`` and presence
+frames read the members of a room here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import NewType
+
+from .rooms import TenantId
+
+__all__ = ["ConnectionId", "Member", "Presence"]
+
+ConnectionId = NewType("ConnectionId", str)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One live connection.
+
+    Attributes:
+        connection_id: the connection.
+        user_id: its user (the token's ``sub``).
+        tenant: its tenant, or None for platform-level principals.
+        joined_at: when it connected, or, in a room's member list, when it
+            joined the room (seconds since the epoch).
+    """
+
+    connection_id: ConnectionId
+    user_id: str
+    tenant: TenantId | None
+    joined_at: float
+
+
+class Presence:
+    """Live connections, and the rooms they are in."""
+
+    def __init__(self) -> None:
+        self._connections: dict[ConnectionId, Member] = {}
+        self._by_user: dict[tuple[TenantId | None, str], set[ConnectionId]] = {}
+        self._rooms: dict[str, dict[ConnectionId, Member]] = {}
+        self._rooms_of: dict[ConnectionId, set[str]] = {}
+
+    # -- connections ---------------------------------------------------------
+
+    def connect(self, member: Member) -> None:
+        """Register a live connection."""
+        self._connections[member.connection_id] = member
+        self._by_user.setdefault((member.tenant, member.user_id), set()).add(member.connection_id)
+
+    def disconnect(self, connection_id: ConnectionId) -> list[tuple[str, Member]]:
+        """Forget a connection.
+
+        Returns:
+            The (room key, member) entries it left, for leave announcements.
+        """
+        member = self._connections.pop(connection_id, None)
+        if member is None:
+            return []
+        owners = self._by_user.get((member.tenant, member.user_id))
+        if owners is not None:
+            owners.discard(connection_id)
+            if not owners:
+                del self._by_user[(member.tenant, member.user_id)]
+        left = []
+        for key in sorted(self._rooms_of.pop(connection_id, set())):
+            entry = self.leave(key, connection_id, _keep_index=True)
+            if entry is not None:
+                left.append((key, entry))
+        return left
+
+    def connection(self, connection_id: str) -> Member | None:
+        """The live connection with this id, if any."""
+        return self._connections.get(ConnectionId(connection_id))
+
+    def connections_of(self, tenant: TenantId | None, user_id: str) -> list[ConnectionId]:
+        """A user's live connections, oldest first."""
+        return sorted(
+            self._by_user.get((tenant, user_id), ()),
+            key=lambda c: self._connections[c].joined_at,
+        )
+
+    def connections_by_tenant(self) -> dict[TenantId | None, int]:
+        """How many live connections each tenant has."""
+        counts: dict[TenantId | None, int] = {}
+        for member in self._connections.values():
+            counts[member.tenant] = counts.get(member.tenant, 0) + 1
+        return counts
+
+    @property
+    def connection_count(self) -> int:
+        """Live connections on this node."""
+        return len(self._connections)
+
+    # -- rooms ---------------------------------------------------------------
+
+    def join(self, room_key: str, member: Member, joined_at: float) -> bool:
+        """Put a connection into a room at ``joined_at``.
+
+        Returns:
+            True when it was not in the room before.
+        """
+        members = self._rooms.setdefault(room_key, {})
+        if member.connection_id in members:
+            return False
+        members[member.connection_id] = replace(member, joined_at=joined_at)
+        self._rooms_of.setdefault(member.connection_id, set()).add(room_key)
+        return True
+
+    def leave(
+        self, room_key: str, connection_id: ConnectionId, *, _keep_index: bool = False
+    ) -> Member | None:
+        """Take a connection out of a room.
+
+        Returns:
+            Its entry, or None when it was not in the room.
+        """
+        members = self._rooms.get(room_key)
+        if members is None:
+            return None
+        member = members.pop(connection_id, None)
+        if not members:
+            del self._rooms[room_key]
+        if member is not None and not _keep_index:
+            rooms = self._rooms_of.get(connection_id)
+            if rooms is not None:
+                rooms.discard(room_key)
+                if not rooms:
+                    del self._rooms_of[connection_id]
+        return member
+
+    def members(self, room_key: str) -> list[Member]:
+        """A room's members, in the order they joined."""
+        return sorted(self._rooms.get(room_key, {}).values(), key=lambda m: m.joined_at)
+
+    def member_count(self, room_key: str) -> int:
+        """How many connections are in a room."""
+        return len(self._rooms.get(room_key, ()))
+
+    def rooms_of(self, connection_id: ConnectionId) -> set[str]:
+        """The room keys a connection is in."""
+        return set(self._rooms_of.get(connection_id, ()))
+
+    def room_keys(self) -> list[str]:
+        """Rooms with at least one member."""
+        return list(self._rooms)

@@ -1,0 +1,62 @@
+"""What every servicer method shares: who is calling, and errors on the wire.
+
+Exceptions become statuses here and only here: a :class:`RoomcastError`
+ends the call with its status and its client-safe message; anything else is
+logged with a reference and ends the call with INTERNAL and that reference,
+never with exception text.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from ..auth import Principal
+from ..errors import RoomcastError, Unauthenticated
+from ..node import Node
+
+__all__ = ["authenticate", "handle_errors"]
+
+log = logging.getLogger(__name__)
+
+Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
+_BEARER = "bearer "
+
+
+def authenticate(node: Node, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+    """The caller's principal, from ``authorization: Bearer <token>`` metadata.
+
+    Raises:
+        Unauthenticated: the metadata is missing or the token does not verify.
+    """
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            text = value if isinstance(value, str) else value.decode("latin-1")
+            if not text.lower().startswith(_BEARER) or not text[len(_BEARER) :].strip():
+                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+            return node.authenticate(text[len(_BEARER) :].strip())
+    raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+
+
+def handle_errors(method: Method) -> Method:
+    """End the call with the status an exception maps to."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await method(self, request, context)
+        except RoomcastError as error:
+            await context.abort(error.status, error.message)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            reference = secrets.token_hex(4)
+            log.exception("unexpected error in %s (ref %s)", method.__name__, reference)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {reference})")
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,55 @@
+"""Protocol Buffers wire format for the few fields roomcast frames by hand.
+
+The protobuf library encodes every message roomcast sends; this module only
+frames already-encoded parts so an event is encoded once and assembled by
+concatenation. That is valid by the encoding spec: "when a message is
+serialized ... a parser must accept fields in any order", repeated fields
+append, and for scalar fields the last value wins.
+"""
+
+from __future__ import annotations
+
+import functools
+
+__all__ = ["field_bytes", "field_string", "field_varint", "varint"]
+
+# Wire types (encoding spec, "Message Structure").
+_VARINT = 0
+_LEN = 2
+
+
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
+def varint(value: int) -> bytes:
+    """Base 128 varint: seven bits a byte, least significant group first."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@functools.cache
+def _tag(number: int, wire_type: int) -> bytes:
+    return varint(number << 3 | wire_type)
+
+
+def field_varint(number: int, value: int) -> bytes:
+    """An integer field (int32/64, uint32/64, bool)."""
+    return _tag(number, _VARINT) + varint(value)
+
+
+def field_bytes(number: int, data: bytes) -> bytes:
+    """A length-delimited field: bytes, or an embedded message's encoding."""
+    return _tag(number, _LEN) + varint(len(data)) + data
+
+
+def field_string(number: int, text: str) -> bytes:
+    """A string field."""
+    return field_bytes(number, text.encode())
