@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import secrets
@@ -32,6 +33,8 @@ from .v1 import event_pb2, realtime_pb2, realtime_pb2_grpc
 __all__ = ["main"]
 
 DEV_TOKEN_TTL = 24 * 3600.0
+# Container allocations between young-generation collections (CPython: 700).
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,6 +157,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.replace(**changes)
 
     def ready(endpoints: Endpoints) -> None:
+        _tune_collector()
         if settings.dev and settings.jwt_secret:
             print(_dev_banner(settings.jwt_secret, endpoints), flush=True)
         print(
@@ -163,6 +167,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     _run(serve(settings, on_ready=ready))
     return 0
+
+
+def _tune_collector() -> None:
+    """Set the garbage collector up for a long-running server.
+
+    Publishing allocates a few short-lived objects per event, so with the
+    default first-generation threshold (700) the collector would run
+    hundreds of times a second at load, each time walking every young
+    object; reference counting frees these objects anyway. Freezing moves
+    what startup built into a permanent generation that no collection walks.
+    Cycles are still collected, only in larger steps.
+    """
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, second, third)
 
 
 def _run(coroutine: Any) -> Any:

@@ -66,6 +66,8 @@ class Settings:
     # RESOURCE_EXHAUSTED: a reader that cannot keep up never grows memory.
     subscriber_buffer_bytes: int = 8 * 1024 * 1024
     max_frame_bytes: int = 512 * 1024  # coalesced events per stream message
+    # Under load a stream writes at most once per window (see rpc/realtime.py).
+    stream_coalesce_seconds: float = 0.002
     idempotency_ttl: float = 300.0
     idempotency_max_keys: int = 100_000
     publish_timeout: float = 5.0

@@ -35,7 +35,7 @@ from .presence import Member, Presence
 from .rooms import Room, TenantId, is_pattern, parse_event_name, parse_pattern, parse_segment
 from .tasks import Supervisor
 from .v1.event_pb2 import Event, Sender
-from .wire import field_bytes, field_string, field_varint
+from .wire import field_bytes, field_varint, len_tag, varint
 
 __all__ = [
     "MAX_HISTORY_PAGE",
@@ -52,16 +52,20 @@ MAX_HISTORY_PAGE = 1_000
 MAX_IDEMPOTENCY_KEY = 128
 MAX_LISTED_ROOMS = 10_000
 SWEEP_INTERVAL = 30.0
-# Event field numbers (proto/roomcast/v1/event.proto) framed by _prepare.
-EVENT_ID, EVENT_PAYLOAD, EVENT_TIME = 1, 4, 7
+# Event fields (proto/roomcast/v1/event.proto) framed by _draft.
+EVENT_TIME = 7
+_ID_TAG, _PAYLOAD_TAG = len_tag(1), len_tag(4)
 BATCH_CHUNK = 256
 
 
 class Recipient(Hashable, Protocol):
     """Something on this node that receives events: a stream, a connection."""
 
-    def deliver(self, publication: Publication) -> None:
-        """Take one event. Must not block; overflow is the recipient's to handle."""
+    def deliver(self, publications: Sequence[Publication]) -> None:
+        """Take events of one room, in offset order.
+
+        Must not block; overflow is the recipient's to handle.
+        """
 
 
 class PublishInput(Protocol):
@@ -112,26 +116,33 @@ class RoomSummary:
     history_size: int
 
 
-@dataclass(slots=True)
-class _PublishCall:
-    """One publishing call: who, and what it resolved already.
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where one kind of publish goes, resolved, authorised and half encoded.
 
-    A batch names the same few rooms and events many times; resolving and
-    authorising each once per call keeps the per-event cost to encoding.
+    Attributes:
+        room: the room, placed in its tenant.
+        retention: the room's history limits.
+        head: the encoded ``Event`` fields that are the same for every event
+            of this route (room, event name, sender, tenant).
     """
 
-    principal: Principal
-    sender: Sender
-    is_member: bool
-    rooms: dict[tuple[str, str], tuple[ResolvedRoom, Retention]] = field(default_factory=dict)
-    heads: dict[tuple[str, str], bytes] = field(default_factory=dict)
-    # Every event of a call is accepted at the call's moment.
-    accepted_ns: int = field(default_factory=time.time_ns)
-    time: bytes = b""
+    room: Room
+    retention: Retention
+    head: bytes
 
-    def __post_init__(self) -> None:
-        seconds, nanos = divmod(self.accepted_ns, 1_000_000_000)
-        self.time = field_bytes(EVENT_TIME, field_varint(1, seconds) + field_varint(2, nanos))
+
+# Routes are cached per (principal, connection, membership, room, tenant,
+# event): publishers send the same few kinds of event over and over, and
+# resolving, authorising and encoding the head once per kind keeps the
+# per-event cost to the payload. Past this many the cache starts over.
+MAX_CACHED_ROUTES = 4_096
+_RouteKey = tuple[Principal, str, bool, str, str, str]
+
+
+def _time_field(accepted_ns: int) -> bytes:
+    seconds, nanos = divmod(accepted_ns, 1_000_000_000)
+    return field_bytes(EVENT_TIME, field_varint(1, seconds) + field_varint(2, nanos))
 
 
 def _retention(resolved: ResolvedRoom) -> Retention:
@@ -161,8 +172,10 @@ class Node:
         self.supervisor = Supervisor()
         self.draining = False
         self.streams = 0
-        self._id_prefix = secrets.token_hex(4)
+        self._id_prefix = f"{secrets.token_hex(4)}-"
         self._ids = itertools.count(1)
+        self._routes: dict[_RouteKey, _Route] = {}
+        self._max_payload = settings.max_payload_bytes
 
     async def start(self) -> None:
         """Connect the broker and start the background tasks."""
@@ -181,49 +194,77 @@ class Node:
 
     # -- publishing ----------------------------------------------------------
 
-    def _sender(self, principal: Principal, connection_id: str) -> Sender:
-        return Sender(
+    def _route(
+        self,
+        principal: Principal,
+        connection_id: str,
+        is_member: bool,
+        room: str,
+        tenant_id: str,
+        event: str,
+    ) -> _Route:
+        """Resolve, authorise and half-encode a kind of publish (cached).
+
+        Raises:
+            RoomcastError: the room, tenant or event name is bad, or the
+                policy refuses.
+        """
+        key = (principal, connection_id, is_member, room, tenant_id, event)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        resolved = self.policy.resolve(principal, room, tenant_id)
+        self.policy.check(principal, resolved, Action.PUBLISH, is_member=is_member)
+        sender = Sender(
             user_id=principal.subject,
             tenant_id=principal.tenant or "",
             connection_id=connection_id,
             service=principal.subject if principal.is_service and not connection_id else "",
         )
+        head = Event(
+            room=resolved.room.name,
+            event=parse_event_name(event),
+            sender=sender,
+            tenant_id=resolved.room.tenant or "",
+        ).SerializeToString()
+        if len(self._routes) >= MAX_CACHED_ROUTES:
+            self._routes.clear()
+        route = self._routes[key] = _Route(resolved.room, _retention(resolved), head)
+        return route
 
-    def _prepare(self, call: _PublishCall, item: PublishInput) -> Draft:
-        """Validate, authorise and encode one event (everything but its position)."""
-        target = call.rooms.get((item.room, item.tenant_id))
-        if target is None:
-            resolved = self.policy.resolve(call.principal, item.room, item.tenant_id)
-            self.policy.check(call.principal, resolved, Action.PUBLISH, is_member=call.is_member)
-            target = call.rooms[(item.room, item.tenant_id)] = (resolved, _retention(resolved))
-        resolved, retention = target
-        room = resolved.room
-        head = call.heads.get((room.key, item.event))
-        if head is None:
-            name = parse_event_name(item.event)
-            head = call.heads[(room.key, item.event)] = Event(
-                room=room.name, event=name, sender=call.sender, tenant_id=room.tenant or ""
-            ).SerializeToString()
+    def _draft(
+        self, route: _Route, item: PublishInput, accepted_ns: int, time_field: bytes
+    ) -> Draft:
+        """Encode one event (everything but its position, which the broker adds)."""
         payload = item.payload.SerializeToString()
-        if len(payload) > self.settings.max_payload_bytes:
+        if len(payload) > self._max_payload:
             raise TooLarge(
-                f"payload: {len(payload)} bytes encoded; "
-                f"the limit is {self.settings.max_payload_bytes}"
+                f"payload: {len(payload)} bytes encoded; the limit is {self._max_payload}"
             )
-        if len(item.idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        idempotency_key = item.idempotency_key
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
             raise InvalidArgument(f"idempotency_key: longer than {MAX_IDEMPOTENCY_KEY} characters")
-        event_id = f"{self._id_prefix}-{next(self._ids):x}"
+        event_id = f"{self._id_prefix}{next(self._ids):x}"
         body = b"".join(
-            (head, field_bytes(EVENT_PAYLOAD, payload), field_string(EVENT_ID, event_id), call.time)
+            (
+                route.head,
+                _PAYLOAD_TAG,
+                varint(len(payload)),
+                payload,
+                _ID_TAG,
+                varint(len(event_id)),  # ASCII: characters are bytes
+                event_id.encode(),
+                time_field,
+            )
         )
         return Draft(
-            room,
+            route.room,
             event_id,
             body,
-            call.accepted_ns,
-            retention,
+            accepted_ns,
+            route.retention,
             item.skip_history,
-            item.idempotency_key,
+            idempotency_key,
         )
 
     def _check_open(self) -> None:
@@ -244,8 +285,13 @@ class Node:
             RoomcastError: the input is bad, the policy refuses, or the broker fails.
         """
         self._check_open()
-        call = _PublishCall(principal, self._sender(principal, connection_id), is_member)
-        result = await self.broker.publish(self._prepare(call, item))
+        route = self._route(
+            principal, connection_id, is_member, item.room, item.tenant_id, item.event
+        )
+        accepted_ns = time.time_ns()
+        result = await self.broker.publish(
+            self._draft(route, item, accepted_ns, _time_field(accepted_ns))
+        )
         self.metrics.counters.messages_in += 1
         return result
 
@@ -262,12 +308,21 @@ class Node:
             raise TooLarge(
                 f"events: {len(items)} items; the limit is {self.settings.max_batch_size} per batch"
             )
-        call = _PublishCall(principal, self._sender(principal, ""), False)
+        # Every event of a call is accepted at the call's moment.
+        accepted_ns = time.time_ns()
+        time_field = _time_field(accepted_ns)
+        draft = self._draft
+        # The batch's own routes, by what varies within a batch.
+        routes: dict[tuple[str, str, str], _Route] = {}
         refused: dict[int, RoomcastError] = {}
         drafts: list[Draft] = []
         for index, item in enumerate(items):
             try:
-                drafts.append(self._prepare(call, item))
+                where = (item.room, item.tenant_id, item.event)
+                route = routes.get(where)
+                if route is None:
+                    route = routes[where] = self._route(principal, "", False, *where)
+                drafts.append(draft(route, item, accepted_ns, time_field))
             except RoomcastError as error:
                 refused[index] = error
         outcomes: list[Published | RoomcastError] = []
@@ -277,14 +332,27 @@ class Node:
                 # does not pile up in every subscriber's buffer at once.
                 await asyncio.sleep(0)
             outcomes += await self.broker.publish_many(drafts[start : start + BATCH_CHUNK])
-        published = iter(outcomes)
         self.metrics.counters.messages_in += len(drafts)
+        if not refused:
+            return outcomes
         # Refusals keep their places; the broker's answers fill the rest in order.
+        published = iter(outcomes)
         return [refused[i] if i in refused else next(published) for i in range(len(items))]
 
-    def _fan_out(self, publication: Publication) -> None:
-        for recipient in self.hub.recipients(publication.room):
-            recipient.deliver(publication)
+    def _fan_out(self, publications: Sequence[Publication]) -> None:
+        """Hand delivered events to local recipients, one room's run at a time."""
+        recipients = self.hub.recipients
+        count = len(publications)
+        start = 0
+        while start < count:
+            room = publications[start].room
+            end = start + 1
+            while end < count and publications[end].room.key == room.key:
+                end += 1
+            run = publications if end - start == count else publications[start:end]
+            for recipient in recipients(room):
+                recipient.deliver(run)
+            start = end
 
     # -- subscribing ---------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["field_bytes", "field_string", "field_varint", "varint"]
+__all__ = ["field_bytes", "field_string", "field_varint", "len_tag", "varint", "varint_tag"]
 
 # Wire types (encoding spec, "Message Structure").
 _VARINT = 0
@@ -27,6 +27,8 @@ def varint(value: int) -> bytes:
         return _ONE_BYTE[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
+    if value < 0x200000:  # offsets of busy rooms: three bytes without a loop
+        return bytes(((value & 0x7F) | 0x80, ((value >> 7) & 0x7F) | 0x80, value >> 14))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -38,6 +40,16 @@ def varint(value: int) -> bytes:
 @functools.cache
 def _tag(number: int, wire_type: int) -> bytes:
     return varint(number << 3 | wire_type)
+
+
+def len_tag(number: int) -> bytes:
+    """The tag of length-delimited field ``number``: hot paths keep it as a constant."""
+    return _tag(number, _LEN)
+
+
+def varint_tag(number: int) -> bytes:
+    """The tag of integer field ``number``: hot paths keep it as a constant."""
+    return _tag(number, _VARINT)
 
 
 def field_varint(number: int, value: int) -> bytes:

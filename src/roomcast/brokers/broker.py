@@ -22,14 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from ..errors import RoomcastError
 from ..history import Page, Position
 from ..rooms import Room
-from ..wire import field_bytes, field_string, field_varint
+from ..wire import field_bytes, field_string, len_tag, varint, varint_tag
 
 __all__ = [
+    "OFFSET_TAG",
     "Broker",
     "Deliver",
     "Draft",
@@ -37,6 +38,8 @@ __all__ = [
     "Published",
     "Retention",
     "RoomStats",
+    "epoch_field",
+    "offset_field",
     "position_fields",
     "subscribe_frame",
 ]
@@ -84,14 +87,38 @@ class Draft:
     idempotency_key: str = ""
 
 
+# Tags of the fields brokers append or wrap (event.proto, realtime.proto).
+OFFSET_TAG = varint_tag(5)  # Event.offset
+_EVENTS_TAG = len_tag(1)  # SubscribeResponse.events
+
+
+def offset_field(offset: int) -> bytes:
+    """``Event.offset``, to append to a draft's body (nothing for offset 0)."""
+    return OFFSET_TAG + varint(offset) if offset else b""
+
+
+def epoch_field(epoch: str) -> bytes:
+    """``Event.epoch``, to append to a draft's body."""
+    return field_string(6, epoch)
+
+
 def position_fields(offset: int, epoch: str) -> bytes:
     """``Event.offset`` and ``Event.epoch``, to append to a draft's body."""
-    offset_field = field_varint(5, offset) if offset else b""
-    return offset_field + field_string(6, epoch)
+    return offset_field(offset) + epoch_field(epoch)
 
 
-class Published(NamedTuple):
-    """Where a publish landed."""
+# A plain slotted class, not a NamedTuple: one is made per event, and a
+# NamedTuple costs half as much again to create.
+@dataclass(slots=True)
+class Published:
+    """Where a publish landed.
+
+    Attributes:
+        id: the event's id.
+        offset: its offset (0 when kept out of history).
+        epoch: the room's epoch.
+        duplicate: the idempotency key was seen before; this is the first result.
+    """
 
     id: str
     offset: int
@@ -126,7 +153,8 @@ class Publication:
         """This event as a ``SubscribeResponse`` frame, encoded once for every stream."""
         frame = self._grpc_frame
         if frame is None:
-            frame = self._grpc_frame = field_bytes(1, self.data)
+            data = self.data
+            frame = self._grpc_frame = b"".join((_EVENTS_TAG, varint(len(data)), data))
         return frame
 
 
@@ -139,14 +167,20 @@ class RoomStats:
     history_size: int
 
 
-Deliver = Callable[[Publication], None]
+# Called with events in the order the broker delivers them; a room's events
+# are in offset order (a batch may span rooms).
+Deliver = Callable[[Sequence[Publication]], None]
 
 
 class Broker(Protocol):
     """Assigns offsets, keeps history, and carries events between nodes."""
 
     async def start(self, deliver: Deliver) -> None:
-        """Connect, and from now on call ``deliver`` for every event listened to."""
+        """Connect, and from now on call ``deliver`` with every event listened to.
+
+        ``deliver`` takes a sequence, so a broker that receives events in
+        bulk hands them over in one call.
+        """
 
     async def close(self) -> None:
         """Stop delivering and release every resource."""

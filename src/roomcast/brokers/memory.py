@@ -1,7 +1,8 @@
 """The embedded broker: one node, history in process memory.
 
 Publishes are delivered synchronously, in the publishing call, so a room's
-events reach local recipients in offset order with no task in between.
+events reach local recipients in offset order with no task in between; a
+batch is delivered at once, after every event of it has its position.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from ..errors import RoomcastError
 from ..history import Page, Position, RoomLog
 from ..idempotency import IdempotencyCache
 from ..rooms import Room
+from ..wire import varint
 from .broker import (
+    OFFSET_TAG,
     Deliver,
     Draft,
     Publication,
     Published,
     Retention,
     RoomStats,
-    position_fields,
+    epoch_field,
 )
 
 __all__ = ["MemoryBroker"]
@@ -37,7 +40,8 @@ class MemoryBroker:
     def __init__(
         self, *, idempotency_ttl: float = 300.0, idempotency_max_keys: int = 100_000
     ) -> None:
-        self._logs: dict[str, tuple[Room, RoomLog[bytes]]] = {}
+        # Per room: the room, its log, and its epoch as an encoded field.
+        self._logs: dict[str, tuple[Room, RoomLog[bytes], bytes]] = {}
         self._seen: IdempotencyCache[Published] = IdempotencyCache(
             idempotency_ttl, idempotency_max_keys
         )
@@ -49,40 +53,55 @@ class MemoryBroker:
     async def close(self) -> None:
         self._deliver = None
 
-    def _log(self, room: Room, retention: Retention) -> RoomLog[bytes]:
+    def _log(self, room: Room, retention: Retention) -> tuple[Room, RoomLog[bytes], bytes]:
         entry = self._logs.get(room.key)
         if entry is None:
             log: RoomLog[bytes] = RoomLog(retention.size, retention.ttl)
-            self._logs[room.key] = (room, log)
-            return log
-        return entry[1]
+            entry = self._logs[room.key] = (room, log, epoch_field(log.epoch))
+        return entry
 
-    def publish_now(self, draft: Draft) -> Published:
-        """Publish synchronously (the memory broker never waits)."""
-        now = time.time()
-        if draft.idempotency_key:
-            seen_key = f"{draft.room.key}\n{draft.idempotency_key}"
+    def _publish(self, draft: Draft, now: float, delivered: list[Publication]) -> Published:
+        """Give ``draft`` its position, store it, and queue it for delivery."""
+        key = draft.idempotency_key
+        if key:
+            seen_key = f"{draft.room.key}\n{key}"
             earlier = self._seen.get(seen_key, now)
             if earlier is not None:
                 return Published(earlier.id, earlier.offset, earlier.epoch, duplicate=True)
-        log = self._log(draft.room, draft.retention)
-        stored = not draft.skip_history and log.size > 0
-        offset = log.next_offset() if stored else 0
-        data = draft.body + position_fields(offset, log.epoch)
-        if stored:
+        entry = self._logs.get(draft.room.key) or self._log(draft.room, draft.retention)
+        log, epoch = entry[1], entry[2]
+        if draft.skip_history or log.size <= 0:
+            offset = 0
+            data = draft.body + epoch
+        else:
+            offset = log.next_offset()
+            data = b"".join((draft.body, OFFSET_TAG, varint(offset), epoch))
             log.store(offset, data, now)
         result = Published(draft.id, offset, log.epoch)
-        if draft.idempotency_key:
+        if key:
             self._seen.put(seen_key, result, now)
-        if self._deliver is not None:
-            self._deliver(Publication(draft.room, offset, log.epoch, draft.accepted_ns, data))
+        delivered.append(Publication(draft.room, offset, log.epoch, draft.accepted_ns, data))
         return result
 
     async def publish(self, draft: Draft) -> Published:
-        return self.publish_now(draft)
+        delivered: list[Publication] = []
+        result = self._publish(draft, time.time(), delivered)
+        if delivered and self._deliver is not None:
+            self._deliver(delivered)
+        return result
 
     async def publish_many(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
-        return [self.publish_now(draft) for draft in drafts]
+        # Delivered in one call, after every draft has its position: the
+        # fan-out then hands each recipient a room's run of events at once.
+        now = time.time()
+        delivered: list[Publication] = []
+        publish = self._publish
+        results: list[Published | RoomcastError] = [
+            publish(draft, now, delivered) for draft in drafts
+        ]
+        if delivered and self._deliver is not None:
+            self._deliver(delivered)
+        return results
 
     async def read(
         self, room: Room, since: Position | None, limit: int, retention: Retention
@@ -111,7 +130,7 @@ class MemoryBroker:
     async def rooms(self) -> list[RoomStats]:
         now = time.time()
         stats = []
-        for room, log in self._logs.values():
+        for room, log, _ in self._logs.values():
             log.expire(now)
             stats.append(RoomStats(room, log.position, len(log)))
         return stats
@@ -125,7 +144,7 @@ class MemoryBroker:
             How many rooms were forgotten.
         """
         idle = []
-        for key, (_, log) in self._logs.items():
+        for key, (_, log, _) in self._logs.items():
             log.expire(now)
             if not len(log) and key not in keep:
                 idle.append(key)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import psutil
@@ -81,6 +82,22 @@ class Collector:
         """``count`` events accepted at ``accepted_ns`` were handed to a recipient."""
         self.counters.messages_out += count
         self.latency.observe_many(max(0, now_ns - accepted_ns) / 1e9, count)
+
+    def record_deliveries(self, accepted_ns: Iterable[int], now_ns: int) -> None:
+        """Events accepted at these times were handed to a recipient at ``now_ns``.
+
+        A batch's events share their acceptance time, so runs of equal times
+        are recorded as one observation of many.
+        """
+        run_ns, run = 0, 0
+        for event_ns in accepted_ns:
+            if event_ns != run_ns:
+                if run:
+                    self.record_delivery(run_ns, now_ns, run)
+                run_ns, run = event_ns, 0
+            run += 1
+        if run:
+            self.record_delivery(run_ns, now_ns, run)
 
     def _system(self) -> SystemSample:
         process = self._process

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..brokers import Published
+from ..errors import RoomcastError
 from ..history import Position
 from ..metrics import Snapshot
 from ..node import RoomSummary
@@ -12,6 +16,7 @@ from ..presence import Member
 from ..v1 import admin_pb2, event_pb2, realtime_pb2
 
 __all__ = [
+    "batch_response",
     "member_to_pb",
     "position_from_pb",
     "position_to_pb",
@@ -44,6 +49,31 @@ def published_to_pb(result: Published) -> realtime_pb2.PublishResponse:
     return realtime_pb2.PublishResponse(
         offset=result.offset, epoch=result.epoch, id=result.id, duplicate=result.duplicate
     )
+
+
+def batch_response(
+    outcomes: Sequence[Published | RoomcastError],
+) -> realtime_pb2.PublishBatchResponse:
+    """The PublishBatch response for a batch's outcomes, in order.
+
+    Built from plain values in one constructor call: filling in a message
+    per item through the protobuf API costs more than publishing the item.
+    """
+    results: list[Any] = [
+        {"error": {"code": outcome.status.name, "message": outcome.message}}
+        if isinstance(outcome, RoomcastError)
+        else {
+            "published": {
+                "offset": outcome.offset,
+                "epoch": outcome.epoch,
+                "id": outcome.id,
+                "duplicate": outcome.duplicate,
+            }
+        }
+        for outcome in outcomes
+    ]
+    # The constructor takes dicts for message fields; the stubs know only messages.
+    return realtime_pb2.PublishBatchResponse(results=results)
 
 
 def member_to_pb(member: Member) -> admin_pb2.PresenceEntry:

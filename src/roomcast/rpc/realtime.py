@@ -10,11 +10,17 @@ from typing import Any
 import grpc
 
 from ..brokers import subscribe_frame
-from ..errors import RoomcastError, SlowConsumer, Unavailable
+from ..errors import SlowConsumer, Unavailable
 from ..node import Node
 from ..v1 import realtime_pb2, realtime_pb2_grpc
 from .calls import authenticate, handle_errors
-from .convert import position_from_pb, position_to_pb, published_to_pb, snapshot_to_pb
+from .convert import (
+    batch_response,
+    position_from_pb,
+    position_to_pb,
+    published_to_pb,
+    snapshot_to_pb,
+)
 from .stream import StreamRecipient
 
 __all__ = ["RealtimeServicer", "add_realtime_service"]
@@ -43,21 +49,7 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         self, request: realtime_pb2.PublishBatchRequest, context: Context
     ) -> realtime_pb2.PublishBatchResponse:
         principal = authenticate(self.node, context)
-        outcomes = await self.node.publish_batch(principal, request.events)
-        response = realtime_pb2.PublishBatchResponse()
-        results = response.results
-        for outcome in outcomes:
-            if isinstance(outcome, RoomcastError):
-                results.add().error.CopyFrom(
-                    realtime_pb2.PublishError(code=outcome.status.name, message=outcome.message)
-                )
-            else:
-                published = results.add().published
-                published.offset = outcome.offset
-                published.epoch = outcome.epoch
-                published.id = outcome.id
-                published.duplicate = outcome.duplicate
-        return response
+        return batch_response(await self.node.publish_batch(principal, request.events))
 
     @handle_errors
     async def Subscribe(  # type: ignore[override]  # noqa: N802
@@ -129,9 +121,19 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
     ) -> None:
         """Write queued events until the stream must end."""
         max_frame = self.node.settings.max_frame_bytes
+        window = self.node.settings.stream_coalesce_seconds
         metrics = self.node.metrics
+        loop = asyncio.get_running_loop()
+        last_write = 0.0
         while not recipient.ended:
             await recipient.wait()
+            # A write costs grpcio far more than an event: while events come
+            # faster than one per window, hold the next write until the window
+            # since the last one has passed, so they share it. A quiet
+            # stream writes at once.
+            wait = last_write + window - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             if recipient.ended:
                 return
             batch = recipient.take(max_frame)
@@ -140,10 +142,9 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
                 batch = [p for p in batch if p.offset == 0 or p.offset > floors.get(p.room.key, 0)]
             if not batch:
                 continue
-            await context.write(b"".join(p.grpc_frame for p in batch))
-            now_ns = time.time_ns()
-            for publication in batch:
-                metrics.record_delivery(publication.accepted_ns, now_ns)
+            await context.write(b"".join([p.grpc_frame for p in batch]))
+            last_write = loop.time()
+            metrics.record_deliveries([p.accepted_ns for p in batch], time.time_ns())
 
     @handle_errors
     async def JoinRoom(  # noqa: N802

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 
 from ..brokers import Publication
 
@@ -34,17 +35,20 @@ class StreamRecipient:
     def __init__(self, limit_bytes: int) -> None:
         self._limit = limit_bytes
         self._pending = 0
-        self._queue: deque[Publication] = deque()
+        # Runs of events as the fan-out delivered them, with their sizes:
+        # a batch is queued and taken as one item, not event by event.
+        self._queue: deque[tuple[Sequence[Publication], int]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[object] | None = asyncio.current_task()
         self.overflowed = False
         self.stopping = False
 
-    def deliver(self, publication: Publication) -> None:
+    def deliver(self, publications: Sequence[Publication]) -> None:
         if self.overflowed:
             return
-        self._queue.append(publication)
-        self._pending += len(publication.data) + _FRAME_OVERHEAD
+        size = sum([len(p.data) for p in publications]) + _FRAME_OVERHEAD * len(publications)
+        self._queue.append((publications, size))
+        self._pending += size
         if self._pending > self._limit:
             self.overflowed = True
             self._queue.clear()
@@ -74,9 +78,25 @@ class StreamRecipient:
         taken: list[Publication] = []
         size = 0
         while queue and size < max_bytes:
-            publication = queue.popleft()
-            taken.append(publication)
-            size += len(publication.data) + _FRAME_OVERHEAD
+            run, run_size = queue[0]
+            if size + run_size <= max_bytes:
+                queue.popleft()
+                taken += run
+                size += run_size
+                continue
+            # Too big to take whole: take events up to the limit, keep the rest.
+            count = part = 0
+            for publication in run:
+                part += len(publication.data) + _FRAME_OVERHEAD
+                count += 1
+                if size + part >= max_bytes:
+                    break
+            taken += run[:count]
+            size += part
+            if count == len(run):
+                queue.popleft()
+            else:
+                queue[0] = (run[count:], run_size - part)
         self._pending -= size
         if queue:
             self._wake.set()
