@@ -27,6 +27,7 @@ __all__ = [
     "UNIT",
     "ServerProcess",
     "Stream",
+    "WsClient",
     "bearer",
     "payload",
     "repository",
@@ -35,7 +36,9 @@ __all__ = [
 
 UNIT = float(os.environ.get("ROOMCAST_TEST_UNIT", "1.0"))
 SECRET = "test-secret-0123456789abcdef0123456789"
-_READY = re.compile(r"roomcast ready: grpc=(?P<host>[^:\s]+):(?P<port>\d+)")
+_READY = re.compile(
+    r"roomcast ready: grpc=(?P<host>[^:\s]+):(?P<port>\d+) http=[^:\s]+:(?P<http_port>\d+)"
+)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
@@ -50,12 +53,18 @@ class ServerProcess:
     process: subprocess.Popen[str]
     target: str
     secret: str
+    http: str = ""
     output: list[str] = field(default_factory=list)
     reader: threading.Thread | None = None
 
     def token(self, sub: str, *roles: str, tenant: str | None = None, ttl: float = 3600.0) -> str:
         """A token signed with this server's secret."""
         return mint_token(self.secret, subject=sub, roles=roles, tenant=tenant, ttl=ttl)
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket endpoint."""
+        return f"ws://{self.http}/ws"
 
     def channel(self) -> grpc.aio.Channel:
         """A new client channel to this server."""
@@ -89,7 +98,10 @@ def start_server(
     timeout: float = 20 * UNIT,
 ) -> ServerProcess:
     """Start `python -m roomcast serve` on a free gRPC port and wait until ready."""
-    command = [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1", "--grpc-port", "0"]
+    command = [
+        *(sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1"),
+        *("--grpc-port", "0", "--http-port", "0"),
+    ]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
     environment.update(env or {})
     if secret is not None:
@@ -113,6 +125,7 @@ def start_server(
             match = _READY.search(line)
             if match and not found.is_set():
                 target.append(f"{match['host']}:{match['port']}")
+                target.append(f"{match['host']}:{match['http_port']}")
                 found.set()
         found.set()
 
@@ -124,7 +137,7 @@ def start_server(
         reader.join(5 * UNIT)
         process.stdout.close()
         raise RuntimeError("server did not start:\n" + "".join(output))
-    return ServerProcess(process, target[0], secret or "", output, reader)
+    return ServerProcess(process, target[0], secret or "", target[1], output, reader)
 
 
 class Stream:
@@ -211,3 +224,123 @@ def payload(**values: Any) -> Any:
     struct = Struct()
     struct.update(values)
     return struct
+
+
+class WsClient:
+    """A real WebSocket client of the bridge; frames are read in the background.
+
+    Every frame the server sends is kept in ``frames`` in arrival order;
+    :meth:`next` waits for the next one of a type, and :meth:`request` sends a
+    frame with an id and waits for the reply that echoes it.
+    """
+
+    def __init__(self, websocket: Any) -> None:
+        self.websocket = websocket
+        self.frames: list[dict[str, Any]] = []
+        self._seen = 0  # frames before this index were consumed by next()
+        self._changed = asyncio.Event()
+        self._ids = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(
+        cls, server: ServerProcess, token: str | None, *, via: str = "frame", **options: Any
+    ) -> WsClient:
+        """Connect and authenticate ``via`` the first frame, the ``query`` or a ``cookie``."""
+        from websockets.asyncio.client import connect
+
+        url = server.ws_url
+        headers = {}
+        if token is not None and via == "query":
+            url += f"?token={token}"
+        elif token is not None and via == "cookie":
+            headers["Cookie"] = f"roomcast_token={token}"
+        websocket = await connect(url, additional_headers=headers, **options)
+        client = cls(websocket)
+        if token is not None and via == "frame":
+            await client.send({"type": "auth", "token": token})
+        return client
+
+    async def _read(self) -> None:
+        import json
+
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in self.websocket:
+                self.frames.append(json.loads(message))
+                self._changed.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.websocket.close_code is not None:
+                self.close_code = self.websocket.close_code
+                self.close_reason = self.websocket.close_reason or ""
+            self._changed.set()
+
+    async def send(self, frame: Mapping[str, Any]) -> None:
+        """Send one frame."""
+        import json
+
+        await self.websocket.send(json.dumps(frame))
+
+    async def wait(self, found: Any, within: float = 5 * UNIT) -> Any:
+        """Wait until ``found()`` returns something other than None."""
+        async with asyncio.timeout(within):
+            while True:
+                self._changed.clear()
+                result = found()
+                if result is not None:
+                    return result
+                if self._task.done():
+                    raise ConnectionError(
+                        f"connection closed ({self.close_code} {self.close_reason!r})"
+                    )
+                await self._changed.wait()
+
+    async def next(self, kind: str, within: float = 5 * UNIT) -> dict[str, Any]:
+        """The next unconsumed frame of type ``kind`` (earlier frames stay available)."""
+
+        def found() -> dict[str, Any] | None:
+            for index in range(self._seen, len(self.frames)):
+                frame = self.frames[index]
+                if frame.get("type") == kind and not frame.get("_taken"):
+                    frame["_taken"] = True
+                    return frame
+            return None
+
+        frame: dict[str, Any] = await self.wait(found, within)
+        return {k: v for k, v in frame.items() if k != "_taken"}
+
+    async def request(self, frame: Mapping[str, Any], within: float = 5 * UNIT) -> dict[str, Any]:
+        """Send ``frame`` with a fresh id; the reply (or error) that echoes it."""
+        self._ids += 1
+        request_id = f"q{self._ids}"
+        await self.send({**frame, "id": request_id})
+
+        def found() -> dict[str, Any] | None:
+            for frame in self.frames:
+                if frame.get("id") == request_id:
+                    return frame
+            return None
+
+        reply: dict[str, Any] = await self.wait(found, within)
+        return reply
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        """Every frame of a type received so far."""
+        return [
+            {k: v for k, v in f.items() if k != "_taken"} for f in self.frames if f["type"] == kind
+        ]
+
+    async def closed(self, within: float = 5 * UNIT) -> int | None:
+        """Wait for the server to close the connection; the close code."""
+        await asyncio.wait_for(asyncio.shield(self._task), within)
+        return self.close_code
+
+    async def close(self) -> None:
+        """Close from the client side."""
+        await self.websocket.close()
+        await asyncio.gather(self._task, return_exceptions=True)

@@ -287,13 +287,14 @@ def test_rule_for_takes_the_first_matching_rule() -> None:
 # -- rules -----------------------------------------------------------------------
 
 
-def test_builtin_rules_have_the_default_history_and_presence() -> None:
+def test_builtin_rules_have_the_default_history() -> None:
     for rule in BUILTIN_RULES:
-        assert (rule.history_size, rule.history_ttl, rule.presence) == (
-            DEFAULT_HISTORY_SIZE,
-            DEFAULT_HISTORY_TTL,
-            True,
-        )
+        assert (rule.history_size, rule.history_ttl) == (DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL)
+
+
+def test_builtin_presence_is_announced_where_people_gather() -> None:
+    announced = {rule.pattern for rule in BUILTIN_RULES if rule.presence}
+    assert announced == {"document.{id}.collaboration", "chat.{id}", "global.{name}"}
 
 
 @pytest.mark.parametrize(

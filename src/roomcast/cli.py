@@ -161,7 +161,8 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.dev and settings.jwt_secret:
             print(_dev_banner(settings.jwt_secret, endpoints), flush=True)
         print(
-            f"roomcast ready: grpc={endpoints.host}:{endpoints.grpc_port} node={settings.node_id}",
+            f"roomcast ready: grpc={endpoints.host}:{endpoints.grpc_port} "
+            f"http={endpoints.host}:{endpoints.http_port} node={settings.node_id}",
             flush=True,
         )
 

@@ -73,6 +73,22 @@ class Settings:
     publish_timeout: float = 5.0
     shutdown_grace: float = 10.0
     metrics_interval: float = 5.0
+    # WebSocket bridge (docs/protocol.md).
+    ws_auth_timeout: float = 10.0  # seconds to send the auth frame
+    ws_heartbeat: float = 25.0  # WebSocket ping interval, also sent to clients
+    ws_max_frame_bytes: int = 64 * 1024  # larger inbound frames close with 1009
+    ws_max_rooms: int = 128  # rooms one connection may be in
+    ws_rate_limit: float = 20.0  # inbound frames per second, per connection
+    ws_rate_burst: int = 50
+    # Refused or malformed frames a connection may send before it is closed
+    # with 4101; one is forgiven per second.
+    ws_abuse_limit: int = 50
+    # Unsent bytes a connection may have before it is closed with 4100.
+    ws_send_buffer_bytes: int = 1024 * 1024
+    max_connections_per_user: int = 10
+    max_connections_per_tenant: int = 0  # 0: no limit
+    token_expiry_notice: float = 60.0  # token.expiring this long before exp
+    cursor_interval: float = 0.05  # at most one cursor update per user and room
 
     @classmethod
     def load(
@@ -134,7 +150,19 @@ class Settings:
                 "no JWT key: set --jwt-secret or --jwt-public-key (or ROOMCAST_JWT_SECRET), "
                 "or run with --dev"
             )
-        positive = ("max_payload_bytes", "max_batch_size", "subscriber_buffer_bytes")
+        positive = (
+            "max_payload_bytes",
+            "max_batch_size",
+            "subscriber_buffer_bytes",
+            "ws_auth_timeout",
+            "ws_max_frame_bytes",
+            "ws_max_rooms",
+            "ws_rate_limit",
+            "ws_rate_burst",
+            "ws_abuse_limit",
+            "ws_send_buffer_bytes",
+            "max_connections_per_user",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be greater than 0")

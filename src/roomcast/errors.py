@@ -7,12 +7,16 @@
      ├── Unauthenticated         UNAUTHENTICATED      close 4001
      │    └── TokenExpired       UNAUTHENTICATED      close 4002
      ├── Forbidden               PERMISSION_DENIED    "forbidden"
+     │    └── NotMember          PERMISSION_DENIED    "not_member"
      ├── InvalidArgument         INVALID_ARGUMENT     "bad_request"
-     │    └── InvalidRoom        INVALID_ARGUMENT     "invalid_room"
+     │    ├── InvalidRoom        INVALID_ARGUMENT     "invalid_room"
+     │    └── UnknownType        INVALID_ARGUMENT     "unknown_type"
      ├── NotFound                NOT_FOUND            "not_found"
      ├── LimitExceeded           RESOURCE_EXHAUSTED   "rate_limited"
      │    ├── TooLarge           RESOURCE_EXHAUSTED   "too_large"
-     │    └── SlowConsumer       RESOURCE_EXHAUSTED   close 4100
+     │    ├── ConnectionLimit    RESOURCE_EXHAUSTED   close 4003
+     │    ├── SlowConsumer       RESOURCE_EXHAUSTED   close 4100
+     │    └── Abuse              RESOURCE_EXHAUSTED   close 4101
      ├── Unavailable             UNAVAILABLE          close 4200
      └── BrokerError             UNAVAILABLE          (the broker failed)
           └── BrokerTimeout      DEADLINE_EXCEEDED
@@ -28,20 +32,24 @@ from __future__ import annotations
 import grpc
 
 __all__ = [
+    "Abuse",
     "BrokerError",
     "BrokerTimeout",
     "ConfigError",
+    "ConnectionLimit",
     "Forbidden",
     "InvalidArgument",
     "InvalidRoom",
     "LimitExceeded",
     "NotFound",
+    "NotMember",
     "RoomcastError",
     "SlowConsumer",
     "TokenExpired",
     "TooLarge",
     "Unauthenticated",
     "Unavailable",
+    "UnknownType",
     "grpc_status",
 ]
 
@@ -90,6 +98,12 @@ class Forbidden(RoomcastError):
     frame_code = "forbidden"
 
 
+class NotMember(Forbidden):
+    """A WebSocket client acted on a room it has not joined."""
+
+    frame_code = "not_member"
+
+
 class InvalidArgument(RoomcastError):
     """A request field is malformed; the message names the field."""
 
@@ -101,6 +115,12 @@ class InvalidRoom(InvalidArgument):
     """A room name or pattern breaks the grammar or is of no known kind."""
 
     frame_code = "invalid_room"
+
+
+class UnknownType(InvalidArgument):
+    """A WebSocket frame of a type the protocol does not have."""
+
+    frame_code = "unknown_type"
 
 
 class NotFound(RoomcastError):
@@ -123,11 +143,26 @@ class TooLarge(LimitExceeded):
     frame_code = "too_large"
 
 
+class ConnectionLimit(LimitExceeded):
+    """Too many live connections for the user, the tenant or the node.
+
+    Clients should back off (as for the 4100 range) before reconnecting.
+    """
+
+    close_code = 4003
+
+
 class SlowConsumer(LimitExceeded):
     """A subscriber fell further behind than its buffer allows."""
 
     frame_code = "slow_consumer"
     close_code = 4100
+
+
+class Abuse(LimitExceeded):
+    """A connection kept sending refused or malformed frames."""
+
+    close_code = 4101
 
 
 class Unavailable(RoomcastError):

@@ -19,20 +19,21 @@ import secrets
 import time
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from google.protobuf.struct_pb2 import Struct
 
 from .auth import Principal, Role, TokenVerifier
 from .brokers import Broker, Draft, Publication, Published, Retention
 from .config import Settings
-from .errors import Forbidden, InvalidArgument, NotFound, RoomcastError, TooLarge, Unavailable
+from .errors import Forbidden, InvalidArgument, RoomcastError, TooLarge, Unavailable
 from .history import Page, Position
 from .hub import ANY_TENANT, Hub, PatternSubscription
 from .metrics import Collector, Snapshot
 from .policy import Action, Policy, ResolvedRoom
 from .presence import Member, Presence
 from .rooms import Room, TenantId, is_pattern, parse_event_name, parse_pattern, parse_segment
+from .sessions import Sessions
 from .tasks import Supervisor
 from .v1.event_pb2 import Event, Sender
 from .wire import field_bytes, field_varint, len_tag, varint
@@ -168,6 +169,7 @@ class Node:
         self.broker = broker
         self.hub: Hub[Recipient] = Hub()
         self.presence = Presence()
+        self.sessions = Sessions(self)
         self.metrics = Collector(settings.node_id)
         self.supervisor = Supervisor()
         self.draining = False
@@ -294,6 +296,46 @@ class Node:
         )
         self.metrics.counters.messages_in += 1
         return result
+
+    def check_publish(self, principal: Principal, item: PublishInput, connection_id: str) -> None:
+        """Raise what publishing ``item`` from a connection that joined its room would.
+
+        Raises:
+            RoomcastError: the room or event name is bad, or the policy refuses.
+        """
+        self._route(principal, connection_id, True, item.room, item.tenant_id, item.event)
+
+    async def signal(
+        self,
+        resolved: ResolvedRoom,
+        principal: Principal,
+        connection_id: str,
+        kind: str,
+        data: Mapping[str, Any],
+    ) -> None:
+        """Send a signal (presence, typing, cursor) to a room's WebSocket members.
+
+        Signals travel like events but are never stored and never reach
+        Subscribe streams; the caller has checked the policy.
+        """
+        sender = Sender(
+            user_id=principal.subject, tenant_id=principal.tenant or "", connection_id=connection_id
+        )
+        room = resolved.room
+        payload = Struct()
+        payload.update(data)
+        accepted_ns = time.time_ns()
+        body = Event(
+            room=room.name,
+            event=kind,
+            sender=sender,
+            tenant_id=room.tenant or "",
+            payload=payload,
+            id=f"{self._id_prefix}{next(self._ids):x}",
+        ).SerializeToString() + _time_field(accepted_ns)
+        await self.broker.publish(
+            Draft(room, "", body, accepted_ns, _retention(resolved), skip_history=True, signal=True)
+        )
 
     async def publish_batch(
         self, principal: Principal, items: Sequence[PublishInput]
@@ -436,6 +478,10 @@ class Node:
         subscription.rooms.clear()
         subscription.patterns.clear()
 
+    async def position(self, resolved: ResolvedRoom) -> Page[bytes]:
+        """The newest position of a room (an empty page)."""
+        return await self.broker.read(resolved.room, None, 0, _retention(resolved))
+
     async def replay(self, resolved: ResolvedRoom, since: Position) -> Page[bytes]:
         """Events after ``since`` for a resuming subscriber, or why they are lost.
 
@@ -512,18 +558,15 @@ class Node:
             )
         return summaries, len(visible) > MAX_LISTED_ROOMS
 
-    # -- membership ----------------------------------------------------------
+    # -- membership (JoinRoom / LeaveRoom) -------------------------------------
 
-    def _targets(
-        self,
-        principal: Principal,
-        resolved: ResolvedRoom,
-        tenant_id: str,
-        user_id: str,
-        connection_id: str,
-    ) -> list[Member]:
+    def _placement(
+        self, principal: Principal, room: str, tenant_id: str
+    ) -> tuple[ResolvedRoom, TenantId | None]:
+        """The room a backend moves connections into or out of, and whose connections."""
         if not principal.is_service:
             raise Forbidden("JoinRoom and LeaveRoom are for services")
+        resolved = self.policy.resolve(principal, room, tenant_id)
         self.policy.check(principal, resolved, Action.PUBLISH)
         # Whose connections: the room's tenant; for rooms of no tenant, the
         # tenant a platform caller names, else the caller's own.
@@ -532,47 +575,35 @@ class Node:
             or (TenantId(parse_segment(tenant_id, field_name="tenant_id")) if tenant_id else None)
             or principal.tenant
         )
-        if connection_id:
-            member = self.presence.connection(connection_id)
-            # A tenant's caller never learns of, or moves, another tenant's connections.
-            if member is None or (
-                (resolved.room.tenant is not None or principal.tenant is not None)
-                and member.tenant != tenant
-            ):
-                raise NotFound(f"connection_id: {connection_id!r} is not connected")
-            return [member]
-        if not user_id:
-            raise InvalidArgument("user_id or connection_id: one of them is required")
-        parse_segment(user_id, field_name="user_id")
-        found = (self.presence.connection(c) for c in self.presence.connections_of(tenant, user_id))
-        return [member for member in found if member is not None]
+        return resolved, tenant
 
-    def join(
+    async def join(
         self, principal: Principal, room: str, tenant_id: str, user_id: str, connection_id: str
     ) -> int:
-        """Put a user's live connections into a room.
+        """Put a user's live connections (or one connection) into a room.
+
+        The backend decides: the connections need no subscribe right of their
+        own, but a tenant's room only ever takes that tenant's connections.
 
         Returns:
             How many connections joined.
         """
-        resolved = self.policy.resolve(principal, room, tenant_id)
-        targets = self._targets(principal, resolved, tenant_id, user_id, connection_id)
-        now = time.time()
-        return sum(self.presence.join(resolved.room.key, m, now) for m in targets)
+        self._check_open()
+        resolved, tenant = self._placement(principal, room, tenant_id)
+        targets = self.sessions.targets(resolved, tenant, user_id, connection_id)
+        return sum([await self.sessions.place(target, resolved) for target in targets])
 
-    def leave(
+    async def leave(
         self, principal: Principal, room: str, tenant_id: str, user_id: str, connection_id: str
     ) -> int:
-        """Take a user's live connections out of a room.
+        """Take a user's live connections (or one connection) out of a room.
 
         Returns:
             How many connections left.
         """
-        resolved = self.policy.resolve(principal, room, tenant_id)
-        targets = self._targets(principal, resolved, tenant_id, user_id, connection_id)
-        return sum(
-            self.presence.leave(resolved.room.key, m.connection_id) is not None for m in targets
-        )
+        resolved, tenant = self._placement(principal, room, tenant_id)
+        targets = self.sessions.targets(resolved, tenant, user_id, connection_id)
+        return sum([await self.sessions.remove(target, resolved) for target in targets])
 
     # -- metrics -------------------------------------------------------------
 
@@ -590,7 +621,7 @@ class Node:
 
     def _take_sample(self) -> Snapshot:
         return self.metrics.sample(
-            connections=self.presence.connection_count,
+            connections=len(self.sessions),
             subscriptions=self.streams,
             rooms=len(set(self.presence.room_keys()) | {r.key for r in self.hub.rooms()}),
         )

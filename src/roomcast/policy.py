@@ -85,7 +85,9 @@ class RoomRule:
         publish: who may publish.
         history_size: events kept per room (0 keeps none).
         history_ttl: seconds an event is kept.
-        presence: whether members are tracked and announced.
+        presence: whether joins and leaves are announced to the room's
+            WebSocket members and the member list comes with ``room_joined``.
+            Members are tracked (GetPresence, ``presence`` frames) either way.
     """
 
     pattern: str
@@ -128,8 +130,10 @@ class RoomRule:
         return self.subscribe if action is Action.SUBSCRIBE else self.publish
 
 
-def _rule(pattern: str, scope: Scope, subscribe: set[Who], publish: set[Who]) -> RoomRule:
-    return RoomRule(pattern, scope, frozenset(subscribe), frozenset(publish))
+def _rule(
+    pattern: str, scope: Scope, subscribe: set[Who], publish: set[Who], *, presence: bool = False
+) -> RoomRule:
+    return RoomRule(pattern, scope, frozenset(subscribe), frozenset(publish), presence=presence)
 
 
 _PLATFORM_OPERATORS = {Who.SUPER_ADMIN, Who.PLATFORM_SERVICE}
@@ -137,6 +141,10 @@ _TENANT_READERS = {Who.TENANT_MEMBER, Who.PLATFORM_SERVICE}
 _TENANT_WRITERS = {Who.TENANT_SERVICE, Who.PLATFORM_SERVICE}
 
 #: The built-in kinds of room (the table in the README and docs/protocol.md).
+#: Presence is announced in the rooms people gather in (documents, chats,
+#: global rooms), not in the rooms every connection joins on its own
+#: (tenant, user, platform): there, announcing each connection to all the
+#: others would cost work in the square of the room's size.
 BUILTIN_RULES: tuple[RoomRule, ...] = (
     _rule("platform.admins", Scope.PLATFORM, _PLATFORM_OPERATORS, _PLATFORM_OPERATORS),
     _rule("platform.health", Scope.PLATFORM, _PLATFORM_OPERATORS, _PLATFORM_OPERATORS),
@@ -168,10 +176,22 @@ BUILTIN_RULES: tuple[RoomRule, ...] = (
         _TENANT_WRITERS,
     ),
     _rule(
-        "document.{id}.collaboration", Scope.TENANT, _TENANT_READERS, _TENANT_WRITERS | {Who.MEMBER}
+        "document.{id}.collaboration",
+        Scope.TENANT,
+        _TENANT_READERS,
+        _TENANT_WRITERS | {Who.MEMBER},
+        presence=True,
     ),
-    _rule("chat.{id}", Scope.TENANT, _TENANT_READERS, _TENANT_WRITERS | {Who.MEMBER}),
-    _rule("global.{name}", Scope.GLOBAL, {Who.AUTHENTICATED}, {Who.MEMBER, Who.ANY_SERVICE}),
+    _rule(
+        "chat.{id}", Scope.TENANT, _TENANT_READERS, _TENANT_WRITERS | {Who.MEMBER}, presence=True
+    ),
+    _rule(
+        "global.{name}",
+        Scope.GLOBAL,
+        {Who.AUTHENTICATED},
+        {Who.MEMBER, Who.ANY_SERVICE},
+        presence=True,
+    ),
 )
 
 

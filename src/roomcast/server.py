@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from .auth import TokenVerifier
+from .bridge import Bridge
 from .brokers import open_broker
 from .config import Settings
 from .errors import ConfigError
@@ -40,6 +41,7 @@ class Endpoints:
 
     host: str
     grpc_port: int
+    http_port: int
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -82,8 +84,9 @@ async def serve(
     """Run a node until SIGTERM/SIGINT (or ``stop``), then drain and exit.
 
     Draining: health turns NOT_SERVING, new calls are refused, Subscribe
-    streams end with UNAVAILABLE (clients resume with ``since``), and
-    in-flight unary calls get ``shutdown_grace`` seconds to finish.
+    streams end with UNAVAILABLE and WebSocket connections are closed with
+    4200 (clients resume with ``since``), and in-flight unary calls get
+    ``shutdown_grace`` seconds to finish.
 
     Raises:
         ConfigError: the configuration cannot be used or a port cannot be bound.
@@ -115,7 +118,9 @@ async def serve(
     except RuntimeError as error:
         raise ConfigError(f"cannot listen for gRPC on {address}") from error
     await node.start()
+    bridge = Bridge(node)
     try:
+        http_port = await bridge.start()
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -123,14 +128,16 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         if on_ready is not None:
-            on_ready(Endpoints(settings.host, port))
+            on_ready(Endpoints(settings.host, port, http_port))
         await stop.wait()
         log.info("draining: ending streams, %.1fs grace for calls", settings.shutdown_grace)
         node.begin_drain()
         await health.enter_graceful_shutdown()
         realtime.stop_streams()
+        await bridge.close()
         await server.stop(settings.shutdown_grace)
     finally:
         await server.stop(0)
+        await bridge.close()
         await node.close()
     log.info("stopped")

@@ -76,6 +76,9 @@ class Draft:
         retention: the room's history limits.
         skip_history: keep it out of history (it then has offset 0).
         idempotency_key: publish once per key and room within the ttl.
+        signal: an ephemeral signal for a room's WebSocket members (presence,
+            typing, cursor), not an event: never stored, and not sent to
+            Subscribe streams. Signals are published with ``skip_history``.
     """
 
     room: Room
@@ -85,6 +88,7 @@ class Draft:
     retention: Retention
     skip_history: bool = False
     idempotency_key: str = ""
+    signal: bool = False
 
 
 # Tags of the fields brokers append or wrap (event.proto, realtime.proto).
@@ -136,17 +140,40 @@ class Publication:
         accepted_ns: when the node that published it accepted it (wall clock
             nanoseconds), for publish-to-deliver latency.
         data: the encoded ``Event``.
+        signal: an ephemeral signal, not an event (see :class:`Draft`).
+        ws_frame: the WebSocket bridge's encoding of it (the frame, and the
+            connection a signal came from), made once by the first
+            connection that sends it and shared by the others.
     """
 
-    __slots__ = ("_grpc_frame", "accepted_ns", "data", "epoch", "offset", "room")
+    __slots__ = (
+        "_grpc_frame",
+        "accepted_ns",
+        "data",
+        "epoch",
+        "offset",
+        "room",
+        "signal",
+        "ws_frame",
+    )
 
-    def __init__(self, room: Room, offset: int, epoch: str, accepted_ns: int, data: bytes) -> None:
+    def __init__(
+        self,
+        room: Room,
+        offset: int,
+        epoch: str,
+        accepted_ns: int,
+        data: bytes,
+        signal: bool = False,
+    ) -> None:
         self.room = room
         self.offset = offset
         self.epoch = epoch
         self.accepted_ns = accepted_ns
         self.data = data
+        self.signal = signal
         self._grpc_frame: bytes | None = None
+        self.ws_frame: tuple[bytes, str] | None = None
 
     @property
     def grpc_frame(self) -> bytes:

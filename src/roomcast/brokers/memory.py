@@ -80,7 +80,9 @@ class MemoryBroker:
         result = Published(draft.id, offset, log.epoch)
         if key:
             self._seen.put(seen_key, result, now)
-        delivered.append(Publication(draft.room, offset, log.epoch, draft.accepted_ns, data))
+        delivered.append(
+            Publication(draft.room, offset, log.epoch, draft.accepted_ns, data, draft.signal)
+        )
         return result
 
     async def publish(self, draft: Draft) -> Published:

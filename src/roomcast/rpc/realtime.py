@@ -151,7 +151,7 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         self, request: realtime_pb2.JoinRoomRequest, context: Context
     ) -> realtime_pb2.JoinRoomResponse:
         principal = authenticate(self.node, context)
-        count = self.node.join(
+        count = await self.node.join(
             principal, request.room, request.tenant_id, request.user_id, request.connection_id
         )
         return realtime_pb2.JoinRoomResponse(connections=count)
@@ -161,7 +161,7 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         self, request: realtime_pb2.LeaveRoomRequest, context: Context
     ) -> realtime_pb2.LeaveRoomResponse:
         principal = authenticate(self.node, context)
-        count = self.node.leave(
+        count = await self.node.leave(
             principal, request.room, request.tenant_id, request.user_id, request.connection_id
         )
         return realtime_pb2.LeaveRoomResponse(connections=count)

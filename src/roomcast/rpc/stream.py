@@ -46,6 +46,11 @@ class StreamRecipient:
     def deliver(self, publications: Sequence[Publication]) -> None:
         if self.overflowed:
             return
+        if any(p.signal for p in publications):
+            # Presence, typing and cursor signals are for WebSocket members.
+            publications = [p for p in publications if not p.signal]
+            if not publications:
+                return
         size = sum([len(p.data) for p in publications]) + _FRAME_OVERHEAD * len(publications)
         self._queue.append((publications, size))
         self._pending += size

@@ -1,0 +1,237 @@
+"""The WebSocket bridge: browsers in rooms, on the HTTP port.
+
+Owns the websockets server and each connection's life: authenticate (token
+in the URL, a cookie, or — preferred — the first frame), admit (connection
+limits), register with the node's sessions (which joins the connection's own
+rooms), confirm, then read frames until the client goes; on the way out,
+leave every room. A token that expires during a session is announced ahead
+(``token.expiring``) and, if not refreshed, ends the session with 4002.
+
+On shutdown every connection is closed with 4200: clients reconnect at once
+(to another node) and resume their rooms with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ..auth import Principal
+from ..errors import (
+    ConfigError,
+    ConnectionLimit,
+    RoomcastError,
+    TokenExpired,
+    Unauthenticated,
+    Unavailable,
+)
+from ..node import Node
+from ..presence import ConnectionId
+from .connection import Connection, Flusher
+from .frames import Auth, confirmed_frame, decode, parse
+from .http import Page, Routes, token_from_request
+from .limits import CursorThrottle
+from .session import ClientSession, CursorKey, CursorUpdate, close_reason
+
+__all__ = ["Bridge"]
+
+log = logging.getLogger(__name__)
+
+# 1013 "Try Again Later" would also fit; 4200 is roomcast's documented code.
+RESTARTING = 4200
+# Inbound messages websockets may buffer per connection before it stops
+# reading the socket (each at most ws_max_frame_bytes).
+MAX_INBOUND_QUEUE = 8
+
+
+class Bridge:
+    """The WebSocket bridge of one node.
+
+    Args:
+        node: the node.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.settings = node.settings
+        self.routes = Routes()
+        self.routes.add("/healthz", self._healthz)
+        self.routes.add("/readyz", self._readyz)
+        self.flusher = Flusher(self._count_written)
+        self.cursors: CursorThrottle[CursorKey, CursorUpdate] = CursorThrottle(
+            self.settings.cursor_interval
+        )
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Listen on the HTTP port.
+
+        Returns:
+            The port (useful when the settings ask for port 0).
+
+        Raises:
+            ConfigError: the port cannot be bound.
+        """
+        settings = self.settings
+        try:
+            self._server = await serve(
+                self._handle,
+                settings.host,
+                settings.http_port,
+                process_request=self.routes.process_request,
+                # Frames are encoded once and shared by every connection;
+                # per-connection compression would defeat that.
+                compression=None,
+                ping_interval=settings.ws_heartbeat,
+                ping_timeout=settings.ws_heartbeat,
+                max_size=settings.ws_max_frame_bytes,
+                max_queue=MAX_INBOUND_QUEUE,
+                server_header=None,
+            )
+        except OSError as error:
+            raise ConfigError(
+                f"cannot listen for HTTP on {settings.host}:{settings.http_port}: {error.strerror}"
+            ) from error
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        """Close every connection with 4200, then stop listening."""
+        if self._server is None:
+            return
+        self._server.close(code=RESTARTING, reason="server restarting; reconnect")
+        await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- HTTP ------------------------------------------------------------------
+
+    async def _healthz(self, _: object) -> Page:
+        return Page(200, b"ok\n")
+
+    async def _readyz(self, _: object) -> Page:
+        if self.node.draining:
+            return Page(503, b"draining\n")
+        if not await self.node.broker.healthy():
+            return Page(503, b"broker unreachable\n")
+        return Page(200, b"ready\n")
+
+    # -- connections -------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        try:
+            principal = await self._authenticate(websocket)
+            if self.node.draining:
+                raise Unavailable("server restarting; reconnect")
+            self.node.sessions.admit(principal)
+        except (Unauthenticated, ConnectionLimit, Unavailable) as error:
+            await websocket.close(error.close_code or 4001, close_reason(error.message))
+            return
+        except ConnectionClosed:
+            return
+        connection = Connection(
+            ConnectionId(secrets.token_urlsafe(12)),
+            websocket,
+            self.flusher,
+            self.settings.ws_send_buffer_bytes,
+            self._overflowed,
+        )
+        session = ClientSession(self.node, connection, principal, self.cursors, self._later)
+        watch: asyncio.Task[None] | None = None
+        try:
+            joined = await self.node.sessions.connect(connection, principal)
+            connection.send(
+                confirmed_frame(
+                    connection.id,
+                    principal.subject,
+                    principal.tenant,
+                    principal.roles,
+                    [j.room.name for j in joined],
+                    self.settings.ws_heartbeat,
+                    principal.expires_at,
+                )
+            )
+            for room in joined:
+                connection.release(room.room.key, room.position.offset)
+            watch = asyncio.create_task(self._watch_expiry(session))
+            await session.run()
+        except ConnectionClosed:
+            pass
+        except RoomcastError as error:  # connect refused (a limit hit meanwhile)
+            await websocket.close(error.close_code or 1011, close_reason(error.message))
+        finally:
+            connection.closing = True
+            if watch is not None:
+                watch.cancel()
+            await self.node.sessions.disconnect(connection.id)
+
+    async def _authenticate(self, websocket: ServerConnection) -> Principal:
+        """The principal of the token in the request, else of the first frame.
+
+        Raises:
+            Unauthenticated: no token in time, or one that does not verify.
+        """
+        assert websocket.request is not None
+        token = token_from_request(websocket.request)
+        if token is None:
+            try:
+                message = await asyncio.wait_for(websocket.recv(), self.settings.ws_auth_timeout)
+            except TimeoutError as error:
+                raise Unauthenticated(
+                    f"no auth frame within {self.settings.ws_auth_timeout:g} seconds"
+                ) from error
+            try:
+                frame = parse(decode(message))
+            except RoomcastError as error:
+                raise Unauthenticated(f"the first frame must be auth ({error.message})") from error
+            if not isinstance(frame, Auth):
+                raise Unauthenticated("the first frame must be auth")
+            token = frame.token
+        return self.node.authenticate(token)
+
+    async def _watch_expiry(self, session: ClientSession) -> None:
+        """Warn before the token expires; close with 4002 if it was not refreshed."""
+        notice = self.settings.token_expiry_notice
+        while True:
+            expires_at = session.principal.expires_at
+            await asyncio.sleep(max(0.0, expires_at - notice - time.time()))
+            if session.principal.expires_at != expires_at:
+                continue  # refreshed meanwhile
+            session.connection.send({"type": "token.expiring", "expires_at": int(expires_at)})
+            await asyncio.sleep(max(0.0, expires_at - time.time()))
+            if session.principal.expires_at == expires_at:
+                await session.close(TokenExpired("token expired; reconnect with a fresh one"))
+                return
+
+    def _overflowed(self, connection: Connection) -> None:
+        self.node.metrics.counters.slow_consumers += 1
+        log.info("connection %s fell behind; closing with 4100", connection.id)
+        self._spawn(connection.websocket.close(4100, "slow consumer: fell too far behind"))
+
+    def _later(self, delay: float, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        asyncio.get_running_loop().call_later(delay, lambda: self._spawn(run()))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("bridge task failed", exc_info=task.exception())
+
+    def _count_written(self, frames: int) -> None:
+        self.node.metrics.counters.messages_out += frames
