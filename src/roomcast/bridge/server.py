@@ -212,7 +212,8 @@ class Bridge:
             session.connection.send({"type": "token.expiring", "expires_at": int(expires_at)})
             await asyncio.sleep(max(0.0, expires_at - time.time()))
             if session.principal.expires_at == expires_at:
-                await session.close(TokenExpired("token expired; reconnect with a fresh one"))
+                expired = TokenExpired("token expired; reconnect with a fresh one")
+                await session.close(expired, reader=False)
                 return
 
     def _overflowed(self, connection: Connection) -> None:

@@ -9,6 +9,7 @@ allowance) closes the connection, with 4101.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -17,6 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from google.protobuf.struct_pb2 import Struct
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..auth import Principal
@@ -135,20 +137,31 @@ class ClientSession:
             )
         return True
 
-    async def close(self, error: RoomcastError) -> None:
+    async def close(self, error: RoomcastError, *, reader: bool = True) -> None:
         """Close the connection with the error's close code and message.
 
         What is queued for the client (the error frames that led here) goes
         out first.
+
+        Args:
+            error: why.
+            reader: the caller is the task that reads the client's frames
+                (not, say, a timer); nothing else reads them meanwhile.
         """
         self.connection.flush()
         self.connection.closing = True
         websocket = self.connection.websocket
-        # Frames the client sent ahead may fill websockets' inbound queue,
-        # which pauses reading — and then the client's answering close frame
-        # would go unread until the close timeout. Nothing queued matters now.
-        websocket.transport.resume_reading()
-        await websocket.close(error.close_code or 1011, close_reason(error.message))
+        if not reader:
+            await websocket.close(error.close_code or 1011, close_reason(error.message))
+            return
+        # Frames the client sent ahead would fill websockets' inbound queue,
+        # which then stops reading the socket — and the client's answering
+        # close frame would go unread until the close timeout. Discard them.
+        discard = asyncio.create_task(_discard_incoming(websocket))
+        try:
+            await websocket.close(error.close_code or 1011, close_reason(error.message))
+        finally:
+            discard.cancel()
 
     async def _act(self, frame: ClientFrame) -> None:
         node, connection = self.node, self.connection
@@ -220,6 +233,12 @@ class ClientSession:
             await self.node.sessions.signal(
                 session.connection.id, room, CURSOR, {"position": position}
             )
+
+
+async def _discard_incoming(websocket: ServerConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in websocket:
+            pass
 
 
 def struct_payload(payload: Mapping[str, Any]) -> Struct:
