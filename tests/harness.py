@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +200,15 @@ class Stream:
                 self._changed.clear()
                 await self._changed.wait()
         return self.events
+
+    async def until(self, condition: Callable[[], object], within: float = 5 * UNIT) -> None:
+        """Wait until ``condition()`` is true, checking as events arrive."""
+        async with asyncio.timeout(within):
+            while not condition():
+                if self.error is not None or self._task.done():
+                    raise AssertionError(f"stream ended: {self.error}")
+                self._changed.clear()
+                await self._changed.wait()
 
     async def ended(self, within: float = 5 * UNIT) -> grpc.aio.AioRpcError | None:
         """Wait for the stream to end; its error, if any."""

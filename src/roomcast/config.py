@@ -89,6 +89,16 @@ class Settings:
     max_connections_per_tenant: int = 0  # 0: no limit
     token_expiry_notice: float = 60.0  # token.expiring this long before exp
     cursor_interval: float = 0.05  # at most one cursor update per user and room
+    # /metrics asks for "Authorization: Bearer <metrics_token>" when set.
+    metrics_token: str | None = field(default=None, repr=False)
+    # Alert thresholds (docs/operations.md); 0 turns a rule off.
+    alert_cpu_percent: float = 85.0
+    alert_cpu_samples: int = 3
+    alert_memory_percent: float = 90.0
+    alert_latency_p99_ms: float = 100.0
+    alert_error_rate: float = 0.05
+    alert_max_connections: int = 0
+    alert_tenant_connections: int = 0
 
     @classmethod
     def load(

@@ -96,7 +96,7 @@ class RoomLog(Generic[T]):
     def __init__(self, size: int, ttl: float, epoch: str | None = None) -> None:
         self.size = size
         self.ttl = ttl
-        self.epoch = epoch or new_epoch()
+        self.epoch = new_epoch() if epoch is None else epoch
         self.top = 0
         # (offset, stored_at, item), oldest first.
         self._entries: deque[tuple[int, float, T]] = deque()

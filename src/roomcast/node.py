@@ -17,19 +17,21 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from google.protobuf.struct_pb2 import Struct
 
+from .activity import activity_payload
 from .auth import Principal, Role, TokenVerifier
 from .brokers import Broker, Draft, Publication, Published, Retention
 from .config import Settings
 from .errors import Forbidden, InvalidArgument, RoomcastError, TooLarge, Unavailable
 from .history import Page, Position
 from .hub import ANY_TENANT, Hub, PatternSubscription
-from .metrics import Collector, Snapshot
+from .metrics import Alert, Collector, Snapshot
+from .monitor import Monitor
 from .policy import Action, Policy, ResolvedRoom
 from .presence import Member, Presence
 from .rooms import Room, TenantId, is_pattern, parse_event_name, parse_pattern, parse_segment
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 MAX_HISTORY_PAGE = 1_000
 MAX_IDEMPOTENCY_KEY = 128
 MAX_LISTED_ROOMS = 10_000
+MAX_REASON = 100
 SWEEP_INTERVAL = 30.0
 # Event fields (proto/roomcast/v1/event.proto) framed by _draft.
 EVENT_TIME = 7
@@ -170,6 +173,7 @@ class Node:
         self.hub: Hub[Recipient] = Hub()
         self.presence = Presence()
         self.sessions = Sessions(self)
+        self.monitor = Monitor(self)
         self.metrics = Collector(settings.node_id)
         self.supervisor = Supervisor()
         self.draining = False
@@ -182,7 +186,7 @@ class Node:
     async def start(self) -> None:
         """Connect the broker and start the background tasks."""
         await self.broker.start(self._fan_out)
-        self.supervisor.spawn("metrics", self._sample_metrics)
+        self.supervisor.spawn("monitor", self.monitor.run)
         self.supervisor.spawn("sweep", self._sweep)
 
     async def close(self) -> None:
@@ -291,9 +295,10 @@ class Node:
             principal, connection_id, is_member, item.room, item.tenant_id, item.event
         )
         accepted_ns = time.time_ns()
-        result = await self.broker.publish(
-            self._draft(route, item, accepted_ns, _time_field(accepted_ns))
-        )
+        draft = self._draft(route, item, accepted_ns, _time_field(accepted_ns))
+        started = time.perf_counter()
+        result = await self.broker.publish(draft)
+        self.metrics.record_broker_publish(time.perf_counter() - started)
         self.metrics.counters.messages_in += 1
         return result
 
@@ -373,7 +378,9 @@ class Node:
                 # Let stream writers drain between chunks, so one large batch
                 # does not pile up in every subscriber's buffer at once.
                 await asyncio.sleep(0)
+            started = time.perf_counter()
             outcomes += await self.broker.publish_many(drafts[start : start + BATCH_CHUNK])
+            self.metrics.record_broker_publish(time.perf_counter() - started)
         self.metrics.counters.messages_in += len(drafts)
         if not refused:
             return outcomes
@@ -511,13 +518,22 @@ class Node:
         self.policy.check(principal, resolved, Action.SUBSCRIBE)
         return self.presence.members(resolved.room.key)
 
-    def _listing_scope(self, principal: Principal, tenant_id: str) -> TenantId | None:
+    def _admin_scope(self, principal: Principal, tenant_id: str, what: str) -> TenantId | None:
+        """The tenant an administrative call acts in, or None for every tenant.
+
+        Platform-level callers (super admins, platform services) act anywhere
+        and may name a tenant; a tenant's services and admins act in their own
+        tenant only; nobody else may.
+
+        Raises:
+            Forbidden: naming ``what`` the caller may not do.
+        """
         if principal.tenant is None:
             if not (principal.is_super_admin or principal.is_service):
-                raise Forbidden("listing rooms is for services and admins")
+                raise Forbidden(f"{what} is for services and admins")
             return TenantId(parse_segment(tenant_id, field_name="tenant_id")) if tenant_id else None
         if not (principal.is_service or principal.has(Role.TENANT_ADMIN)):
-            raise Forbidden("listing rooms is for services and admins")
+            raise Forbidden(f"{what} is for services and admins")
         if tenant_id and tenant_id != principal.tenant:
             raise Forbidden(f"tenant_id: callers of tenant {principal.tenant!r} act only in it")
         return principal.tenant
@@ -530,7 +546,7 @@ class Node:
         Returns:
             The rooms sorted by tenant and name, and whether the list was cut.
         """
-        tenant = self._listing_scope(principal, tenant_id)
+        tenant = self._admin_scope(principal, tenant_id, "listing rooms")
         every_tenant = principal.tenant is None and not tenant_id
         stats = {s.room.key: s for s in await self.broker.rooms()}
         rooms = {s.room.key: s.room for s in stats.values()}
@@ -605,6 +621,50 @@ class Node:
         targets = self.sessions.targets(resolved, tenant, user_id, connection_id)
         return sum([await self.sessions.remove(target, resolved) for target in targets])
 
+    def disconnect_user(
+        self, principal: Principal, user_id: str, tenant_id: str, connection_id: str, reason: str
+    ) -> int:
+        """Close a user's live connections (or one) with 4001.
+
+        Services of the user's tenant, tenant admins of it, and platform-level
+        callers (super admins and platform services) may.
+
+        Raises:
+            Forbidden: anyone else, or another tenant's caller.
+            InvalidArgument: a malformed user id, tenant or reason.
+        """
+        if len(reason) > MAX_REASON:
+            raise InvalidArgument(f"reason: longer than {MAX_REASON} characters")
+        tenant = self._admin_scope(principal, tenant_id, "disconnecting users")
+        return self.sessions.disconnect_user(tenant, user_id, connection_id, reason)
+
+    async def track_activity(
+        self, principal: Principal, tenant_id: str, **report: Any
+    ) -> Published:
+        """Publish a backend's activity report as ``user.activity`` to the tenant's admins.
+
+        Args:
+            principal: the reporting service.
+            tenant_id: the user's tenant (a tenant's service may leave it empty).
+            report: the fields of :func:`~roomcast.activity.activity_payload`.
+
+        Raises:
+            RoomcastError: a bad field, or a caller that may not report.
+        """
+        if not principal.is_service:
+            raise Forbidden("TrackActivity is for services")
+        if principal.tenant is not None and tenant_id and tenant_id != principal.tenant:
+            raise Forbidden(f"tenant_id: callers of tenant {principal.tenant!r} act only in it")
+        tenant = principal.tenant or (
+            parse_segment(tenant_id, field_name="tenant_id") if tenant_id else ""
+        )
+        if not tenant:
+            raise InvalidArgument("tenant_id: required from a platform service")
+        payload = activity_payload(tenant_id=tenant, **report)
+        result = await self.publish(principal, _Activity(f"tenant.{tenant}.admins", payload))
+        self.metrics.counters.activities += 1
+        return result
+
     # -- metrics -------------------------------------------------------------
 
     def metrics_snapshot(self, principal: Principal) -> Snapshot:
@@ -613,23 +673,39 @@ class Node:
         Raises:
             Forbidden: for callers of a tenant.
         """
-        if principal.tenant is not None or not (principal.is_super_admin or principal.is_service):
-            raise Forbidden(
-                "metrics are for platform-level callers (super_admin, platform services)"
-            )
-        return self.metrics.latest or self._take_sample()
+        self._check_platform(principal, "metrics")
+        return self.metrics.latest or self.monitor.sample()
 
-    def _take_sample(self) -> Snapshot:
-        return self.metrics.sample(
-            connections=len(self.sessions),
-            subscriptions=self.streams,
-            rooms=len(set(self.presence.room_keys()) | {r.key for r in self.hub.rooms()}),
+    def alerts(self, principal: Principal, tenant_id: str) -> tuple[list[Alert], list[Alert]]:
+        """Firing and recent alerts the caller may see.
+
+        Platform-level callers see every alert (or one tenant's, naming it);
+        a tenant's admins and services see their tenant's only.
+
+        Raises:
+            Forbidden: for tenant users without the admin or service role.
+        """
+        tenant = self._admin_scope(principal, tenant_id, "reading alerts")
+
+        def visible(alert: Alert) -> bool:
+            return tenant is None or alert.tenant_id == tenant
+
+        alerts = self.monitor.alerts
+        return (
+            [a for a in alerts.firing() if visible(a)],
+            [a for a in alerts.recent() if visible(a)],
         )
 
-    async def _sample_metrics(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.metrics_interval)
-            self._take_sample()
+    def clear_alerts(self, principal: Principal, include_firing: bool) -> int:
+        """Empty the alert log; platform-level callers only."""
+        self._check_platform(principal, "clearing alerts")
+        return self.monitor.alerts.clear(include_firing=include_firing)
+
+    def _check_platform(self, principal: Principal, what: str) -> None:
+        if principal.tenant is not None or not (principal.is_super_admin or principal.is_service):
+            raise Forbidden(
+                f"{what} are for platform-level callers (super_admin, platform services)"
+            )
 
     async def _sweep(self) -> None:
         sweep = getattr(self.broker, "sweep", None)
@@ -642,6 +718,18 @@ class Node:
         """Refuse new work from now on (shutdown has begun)."""
         self.draining = True
 
-    def connections_by_tenant(self) -> Iterable[tuple[TenantId | None, int]]:
-        """Live connections per tenant."""
-        return self.presence.connections_by_tenant().items()
+
+class _Activity:
+    """An activity report in the shape ``publish`` takes."""
+
+    __slots__ = ("payload", "room")
+
+    event = "user.activity"
+    tenant_id = ""
+    skip_history = False
+    idempotency_key = ""
+
+    def __init__(self, room: str, activity: Mapping[str, Any]) -> None:
+        self.room = room
+        self.payload = Struct()
+        self.payload.update(activity)

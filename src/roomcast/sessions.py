@@ -68,6 +68,9 @@ class LiveConnection(Hashable, Protocol):
     def left(self, room: Room) -> None:
         """The server took the connection out of a room (``LeaveRoom``); tell the client."""
 
+    def disconnect(self, code: int, reason: str) -> None:
+        """Close the connection with a close code, without waiting."""
+
 
 @dataclass(frozen=True, slots=True)
 class Joined:
@@ -186,6 +189,10 @@ class Sessions:
         self._node.presence.disconnect(connection_id)
         self._open.subtract((_user(live.principal), _tenant(live.principal)))
         self._open += Counter()  # drops the keys that reached zero
+
+    def by_tenant(self) -> dict[TenantId | None, int]:
+        """Open connections per tenant (None: platform-level principals)."""
+        return {tenant: n for (kind, tenant, _), n in self._open.items() if kind == "tenant" and n}
 
     def principal(self, connection_id: ConnectionId) -> Principal:
         """The principal a live connection acts as."""
@@ -402,6 +409,24 @@ class Sessions:
         await self._exit(live, *entry)
         live.connection.left(entry[0])
         return True
+
+    def disconnect_user(
+        self, tenant: TenantId | None, user_id: str, connection_id: str, reason: str
+    ) -> int:
+        """Close a user's live connections (all, or one) with 4001.
+
+        Returns:
+            How many were closed.
+        """
+        parse_segment(user_id, field_name="user_id")
+        closed = 0
+        for cid in self._node.presence.connections_of(tenant, user_id):
+            live = self._live.get(cid)
+            if live is None or (connection_id and cid != connection_id):
+                continue
+            live.connection.disconnect(4001, reason or "disconnected by the server")
+            closed += 1
+        return closed
 
     def connections(self) -> list[LiveConnection]:
         """Every live connection (for shutdown)."""

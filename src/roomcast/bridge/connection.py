@@ -41,26 +41,34 @@ def ws_frame(text: bytes) -> bytes:
     return Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[])
 
 
-def _shared_frame(publication: Publication) -> tuple[bytes, str]:
-    """The publication's frame for every connection, made by the first that needs it."""
-    encoded = publication.ws_frame
-    if encoded is None:
-        text, skip = encode_publication(publication)
-        encoded = publication.ws_frame = (ws_frame(text), skip)
-    return encoded
-
-
 class Flusher:
     """Writes the queued frames of every connection once per loop turn.
 
+    It also encodes each publication for all connections (the first that
+    needs it asks), and so knows when each was first written: it reports
+    those times for the publish→deliver latency, once per event however
+    many connections get it.
+
     Args:
-        on_written: called after each turn with how many frames were written.
+        on_written: called after each turn with how many frames were
+            written, and the acceptance times (ns) of the events written.
     """
 
-    def __init__(self, on_written: Callable[[int], None]) -> None:
+    def __init__(self, on_written: Callable[[int, list[int]], None]) -> None:
         self._dirty: list[Connection] = []
         self._handle: asyncio.Handle | None = None
         self._on_written = on_written
+        self._accepted: list[int] = []
+
+    def frame(self, publication: Publication) -> tuple[bytes, str]:
+        """The publication's frame for every connection, and whom it skips."""
+        encoded = publication.ws_frame
+        if encoded is None:
+            text, skip = encode_publication(publication)
+            encoded = publication.ws_frame = (ws_frame(text), skip)
+            if not publication.signal:
+                self._accepted.append(publication.accepted_ns)
+        return encoded
 
     def mark(self, connection: Connection) -> None:
         """``connection`` has frames queued; write them at the end of this turn."""
@@ -71,7 +79,8 @@ class Flusher:
     def _flush(self) -> None:
         self._handle = None
         dirty, self._dirty = self._dirty, []
-        self._on_written(sum([connection.flush() for connection in dirty]))
+        accepted, self._accepted = self._accepted, []
+        self._on_written(sum([connection.flush() for connection in dirty]), accepted)
 
 
 class Connection:
@@ -82,14 +91,14 @@ class Connection:
         websocket: the websockets connection (for its transport and state).
         flusher: the node's flusher.
         limit_bytes: unsent bytes allowed before the connection is closed (4100).
-        on_overflow: called once when the limit is passed.
+        close: closes a connection with a code and a reason (without waiting).
     """
 
     __slots__ = (
+        "_close",
         "_flusher",
         "_held",
         "_limit",
-        "_on_overflow",
         "_queue",
         "_queued",
         "closing",
@@ -104,13 +113,13 @@ class Connection:
         websocket: ServerConnection,
         flusher: Flusher,
         limit_bytes: int,
-        on_overflow: Callable[[Connection], None],
+        close: Callable[[Connection, int, str], None],
     ) -> None:
         self.id = connection_id
         self.websocket = websocket
         self._flusher = flusher
         self._limit = limit_bytes
-        self._on_overflow = on_overflow
+        self._close = close
         self._queue: list[bytes] = []
         self._queued = False
         # Live events of rooms whose join is being answered, sent after the answer.
@@ -124,9 +133,9 @@ class Connection:
     def deliver(self, publications: Sequence[Publication]) -> None:
         if self.closing:
             return
-        held, queue, own_id = self._held, self._queue, self.id
+        held, queue, own_id, frame_of = self._held, self._queue, self.id, self._flusher.frame
         for publication in publications:
-            frame, skip = _shared_frame(publication)
+            frame, skip = frame_of(publication)
             if skip == own_id:
                 continue
             if held and publication.room.key in held:
@@ -187,7 +196,12 @@ class Connection:
         transport.write(queue[0] if count == 1 else b"".join(queue))
         queue.clear()
         if transport.get_write_buffer_size() > self._limit:
-            self.closing = True
             self._held.clear()
-            self._on_overflow(self)
+            self.disconnect(4100, "slow consumer: fell too far behind")
         return count
+
+    def disconnect(self, code: int, reason: str) -> None:
+        """Close the connection (once): nothing more is queued for it."""
+        if not self.closing:
+            self.closing = True
+            self._close(self, code, reason)

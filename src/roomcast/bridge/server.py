@@ -14,6 +14,7 @@ On shutdown every connection is closed with 4200: clients reconnect at once
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
 
 from ..auth import Principal
 from ..errors import (
@@ -32,6 +34,7 @@ from ..errors import (
     Unauthenticated,
     Unavailable,
 )
+from ..metrics.prometheus import CONTENT_TYPE, Exposition
 from ..node import Node
 from ..presence import ConnectionId
 from .connection import Connection, Flusher
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 # 1013 "Try Again Later" would also fit; 4200 is roomcast's documented code.
 RESTARTING = 4200
+SLOW_CONSUMER = 4100
 # Inbound messages websockets may buffer per connection before it stops
 # reading the socket (each at most ws_max_frame_bytes).
 MAX_INBOUND_QUEUE = 8
@@ -64,6 +68,8 @@ class Bridge:
         self.routes = Routes()
         self.routes.add("/healthz", self._healthz)
         self.routes.add("/readyz", self._readyz)
+        self.routes.add("/metrics", self._metrics)
+        self.exposition = Exposition(node.metrics, node.monitor.gauges)
         self.flusher = Flusher(self._count_written)
         self.cursors: CursorThrottle[CursorKey, CursorUpdate] = CursorThrottle(
             self.settings.cursor_interval
@@ -128,6 +134,14 @@ class Bridge:
             return Page(503, b"broker unreachable\n")
         return Page(200, b"ready\n")
 
+    async def _metrics(self, request: Request) -> Page:
+        token = self.settings.metrics_token
+        if token is not None:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return Page(401, b"/metrics needs 'Authorization: Bearer <metrics_token>'\n")
+        return Page(200, self.exposition.render(), CONTENT_TYPE)
+
     # -- connections -------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
@@ -146,7 +160,7 @@ class Bridge:
             websocket,
             self.flusher,
             self.settings.ws_send_buffer_bytes,
-            self._overflowed,
+            self._close,
         )
         session = ClientSession(self.node, connection, principal, self.cursors, self._later)
         watch: asyncio.Task[None] | None = None
@@ -216,10 +230,11 @@ class Bridge:
                 await session.close(expired, reader=False)
                 return
 
-    def _overflowed(self, connection: Connection) -> None:
-        self.node.metrics.counters.slow_consumers += 1
-        log.info("connection %s fell behind; closing with 4100", connection.id)
-        self._spawn(connection.websocket.close(4100, "slow consumer: fell too far behind"))
+    def _close(self, connection: Connection, code: int, reason: str) -> None:
+        if code == SLOW_CONSUMER:
+            self.node.metrics.counters.slow_consumers += 1
+        log.info("closing connection %s with %d: %s", connection.id, code, reason)
+        self._spawn(connection.websocket.close(code, close_reason(reason)))
 
     def _later(self, delay: float, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         asyncio.get_running_loop().call_later(delay, lambda: self._spawn(run()))
@@ -234,5 +249,8 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("bridge task failed", exc_info=task.exception())
 
-    def _count_written(self, frames: int) -> None:
-        self.node.metrics.counters.messages_out += frames
+    def _count_written(self, frames: int, accepted_ns: list[int]) -> None:
+        metrics = self.node.metrics
+        metrics.counters.messages_out += frames
+        if accepted_ns:
+            metrics.record_latencies(accepted_ns, time.time_ns())

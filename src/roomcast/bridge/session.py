@@ -113,6 +113,7 @@ class ClientSession:
         id_: FrameId = None
         try:
             if not self._rate.take(now):
+                self.node.metrics.counters.rate_limited += 1
                 raise LimitExceeded(
                     f"more than {self.node.settings.ws_rate_limit:g} frames a second; slow down"
                 )
@@ -125,6 +126,7 @@ class ClientSession:
                 return False
             self.connection.send(error_frame(error, id_))
             if not self._allowance.take(now):
+                self.node.metrics.counters.abuse_closes += 1
                 await self.close(Abuse("too many refused or malformed frames"))
                 return False
         except ConnectionClosed:

@@ -1,7 +1,9 @@
 """Brokers, picked by the scheme of the ``--broker`` URL.
 
-``memory://`` is the embedded default. Optional brokers import their
-dependencies only when their scheme is asked for.
+``memory://`` is the embedded default. ``redis://``, ``rediss://`` and
+``redis[s]+cluster://`` pick the Redis broker (``pip install
+'roomcast[redis]'``). Optional brokers import their dependencies only when
+their scheme is asked for.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from .broker import (
     RoomStats,
     subscribe_frame,
 )
+from .redis_url import SCHEMES as REDIS_SCHEMES  # pure: imports no redis-py
 
 __all__ = [
+    "REDIS_SCHEMES",
     "Broker",
     "Deliver",
     "Draft",
@@ -38,7 +42,8 @@ def open_broker(settings: Settings) -> Broker:
     """The broker named by ``settings.broker``.
 
     Raises:
-        ConfigError: the scheme is unknown.
+        ConfigError: the scheme is unknown, the URL is malformed, or the
+            broker's optional dependency is not installed.
     """
     scheme = urlsplit(settings.broker).scheme
     if scheme == "memory":
@@ -48,4 +53,17 @@ def open_broker(settings: Settings) -> Broker:
             idempotency_ttl=settings.idempotency_ttl,
             idempotency_max_keys=settings.idempotency_max_keys,
         )
-    raise ConfigError(f"broker {settings.broker!r}: unknown scheme {scheme!r} (known: memory://)")
+    if scheme in REDIS_SCHEMES:
+        try:
+            from .redis import RedisBroker
+        except ImportError as error:
+            raise ConfigError(
+                f"the {scheme}:// broker needs the redis extra: pip install 'roomcast[redis]'"
+            ) from error
+        return RedisBroker(
+            settings.broker,
+            publish_timeout=settings.publish_timeout,
+            idempotency_ttl=settings.idempotency_ttl,
+        )
+    known = ", ".join(f"{name}://" for name in ("memory", *REDIS_SCHEMES))
+    raise ConfigError(f"broker {settings.broker!r}: unknown scheme {scheme!r} (known: {known})")

@@ -1,6 +1,21 @@
-"""The node watching itself: counters, latency histogram, snapshots."""
+"""The node watching itself: counters, histograms, snapshots, alerts, Prometheus."""
 
-from .collector import Collector, Counters, Snapshot, SystemSample
+from .alerts import Alert, AlertRule, Alerts, Severity, Thresholds, default_rules
+from .collector import Collector, Counters, Gauges, RoomSize, Snapshot, SystemSample
 from .histogram import LatencyHistogram
 
-__all__ = ["Collector", "Counters", "LatencyHistogram", "Snapshot", "SystemSample"]
+__all__ = [
+    "Alert",
+    "AlertRule",
+    "Alerts",
+    "Collector",
+    "Counters",
+    "Gauges",
+    "LatencyHistogram",
+    "RoomSize",
+    "Severity",
+    "Snapshot",
+    "SystemSample",
+    "Thresholds",
+    "default_rules",
+]

@@ -5,11 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from google.protobuf.json_format import MessageToDict
 
 from ..node import Node
 from ..v1 import admin_pb2, admin_pb2_grpc, event_pb2
 from .calls import authenticate, handle_errors
-from .convert import member_to_pb, position_from_pb, position_to_pb, room_to_pb
+from .convert import (
+    alert_to_pb,
+    member_to_pb,
+    position_from_pb,
+    position_to_pb,
+    room_to_pb,
+)
 
 __all__ = ["AdminServicer"]
 
@@ -54,3 +61,50 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             position=position_to_pb(page.top),
             recovered=page.recovered,
         )
+
+    @handle_errors
+    async def GetAlerts(  # noqa: N802
+        self, request: admin_pb2.GetAlertsRequest, context: Context
+    ) -> admin_pb2.GetAlertsResponse:
+        principal = authenticate(self.node, context)
+        firing, recent = self.node.alerts(principal, request.tenant_id)
+        node_id = self.node.settings.node_id
+        return admin_pb2.GetAlertsResponse(
+            firing=[alert_to_pb(a, node_id) for a in firing],
+            recent=[alert_to_pb(a, node_id) for a in recent],
+        )
+
+    @handle_errors
+    async def ClearAlerts(  # noqa: N802
+        self, request: admin_pb2.ClearAlertsRequest, context: Context
+    ) -> admin_pb2.ClearAlertsResponse:
+        principal = authenticate(self.node, context)
+        cleared = self.node.clear_alerts(principal, request.include_firing)
+        return admin_pb2.ClearAlertsResponse(cleared=cleared)
+
+    @handle_errors
+    async def TrackActivity(  # noqa: N802
+        self, request: admin_pb2.TrackActivityRequest, context: Context
+    ) -> admin_pb2.TrackActivityResponse:
+        principal = authenticate(self.node, context)
+        published = await self.node.track_activity(
+            principal,
+            request.tenant_id,
+            user_id=request.user_id,
+            action=request.action,
+            session_id=request.session_id,
+            ip_address=request.ip_address,
+            user_agent=request.user_agent,
+            details=MessageToDict(request.details) if request.HasField("details") else None,
+        )
+        return admin_pb2.TrackActivityResponse(id=published.id, offset=published.offset)
+
+    @handle_errors
+    async def DisconnectUser(  # noqa: N802
+        self, request: admin_pb2.DisconnectUserRequest, context: Context
+    ) -> admin_pb2.DisconnectUserResponse:
+        principal = authenticate(self.node, context)
+        closed = self.node.disconnect_user(
+            principal, request.user_id, request.tenant_id, request.connection_id, request.reason
+        )
+        return admin_pb2.DisconnectUserResponse(connections=closed)

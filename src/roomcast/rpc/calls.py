@@ -8,6 +8,7 @@ never with exception text.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
@@ -46,17 +47,27 @@ def authenticate(node: Node, context: grpc.aio.ServicerContext[Any, Any]) -> Pri
 def handle_errors(method: Method) -> Method:
     """End the call with the status an exception maps to."""
 
+    name = method.__name__
+
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        metrics = self.node.metrics
         try:
-            return await method(self, request, context)
+            result = await method(self, request, context)
         except RoomcastError as error:
+            metrics.record_call(name, error.status.name)
             await context.abort(error.status, error.message)
         except grpc.aio.AbortError:
             raise
+        except asyncio.CancelledError:
+            metrics.record_call(name, grpc.StatusCode.CANCELLED.name)
+            raise
         except Exception:
+            metrics.record_call(name, grpc.StatusCode.INTERNAL.name)
             reference = secrets.token_hex(4)
-            log.exception("unexpected error in %s (ref %s)", method.__name__, reference)
+            log.exception("unexpected error in %s (ref %s)", name, reference)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {reference})")
+        metrics.record_call(name, grpc.StatusCode.OK.name)
+        return result
 
     return wrapper  # type: ignore[return-value]

@@ -10,12 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ..brokers import Published
 from ..errors import RoomcastError
 from ..history import Position
-from ..metrics import Snapshot
+from ..metrics import Alert, Severity, Snapshot
 from ..node import RoomSummary
 from ..presence import Member
 from ..v1 import admin_pb2, event_pb2, realtime_pb2
 
 __all__ = [
+    "alert_to_pb",
     "batch_response",
     "member_to_pb",
     "position_from_pb",
@@ -76,6 +77,31 @@ def batch_response(
     return realtime_pb2.PublishBatchResponse(results=results)
 
 
+def alert_to_pb(alert: Alert, node_id: str) -> admin_pb2.Alert:
+    """An alert as GetAlerts shows it."""
+    message = admin_pb2.Alert(
+        id=alert.id,
+        rule=alert.rule,
+        severity=_SEVERITY[alert.severity],
+        state=admin_pb2.ALERT_STATE_FIRING if alert.firing else admin_pb2.ALERT_STATE_RESOLVED,
+        value=alert.value,
+        threshold=alert.threshold,
+        started_at=timestamp(alert.started_at),
+        tenant_id=alert.tenant_id,
+        message=alert.message,
+        node_id=node_id,
+    )
+    if alert.resolved_at is not None:
+        message.resolved_at.CopyFrom(timestamp(alert.resolved_at))
+    return message
+
+
+_SEVERITY = {
+    Severity.WARNING: admin_pb2.ALERT_SEVERITY_WARNING,
+    Severity.CRITICAL: admin_pb2.ALERT_SEVERITY_CRITICAL,
+}
+
+
 def member_to_pb(member: Member) -> admin_pb2.PresenceEntry:
     """A presence entry."""
     return admin_pb2.PresenceEntry(
@@ -98,9 +124,15 @@ def room_to_pb(summary: RoomSummary) -> admin_pb2.RoomInfo:
     )
 
 
+def _percentiles(p50: float, p95: float, p99: float, count: int) -> realtime_pb2.LatencyPercentiles:
+    return realtime_pb2.LatencyPercentiles(
+        p50_ms=p50 * 1e3, p95_ms=p95 * 1e3, p99_ms=p99 * 1e3, count=count
+    )
+
+
 def snapshot_to_pb(snapshot: Snapshot) -> realtime_pb2.GetMetricsResponse:
     """The GetMetrics response for a metrics snapshot."""
-    system = snapshot.system
+    system, gauges, totals = snapshot.system, snapshot.gauges, snapshot.totals
     return realtime_pb2.GetMetricsResponse(
         time=timestamp(snapshot.time),
         node_id=snapshot.node_id,
@@ -114,15 +146,33 @@ def snapshot_to_pb(snapshot: Snapshot) -> realtime_pb2.GetMetricsResponse:
             process_rss_bytes=system.process_rss_bytes,
             open_fds=system.open_fds,
         ),
-        connections=snapshot.connections,
-        subscriptions=snapshot.subscriptions,
-        rooms=snapshot.rooms,
+        connections=gauges.connections,
+        subscriptions=gauges.subscriptions,
+        rooms=gauges.rooms,
         messages_in_per_second=snapshot.messages_in_per_second,
         messages_out_per_second=snapshot.messages_out_per_second,
-        publish_to_deliver=realtime_pb2.LatencyPercentiles(
-            p50_ms=snapshot.latency_p50 * 1e3,
-            p95_ms=snapshot.latency_p95 * 1e3,
-            p99_ms=snapshot.latency_p99 * 1e3,
-            count=snapshot.latency_count,
+        publish_to_deliver=_percentiles(
+            snapshot.latency_p50, snapshot.latency_p95, snapshot.latency_p99, snapshot.latency_count
         ),
+        connections_by_tenant=dict(gauges.connections_by_tenant),
+        grpc_calls_per_second=dict(snapshot.grpc_calls_per_second),
+        grpc_error_rate=snapshot.grpc_error_rate,
+        broker_publish=_percentiles(
+            snapshot.broker_publish_p50,
+            snapshot.broker_publish_p95,
+            snapshot.broker_publish_p99,
+            snapshot.broker_publish_count,
+        ),
+        slow_consumer_closes=totals.slow_consumers,
+        rate_limited=totals.rate_limited,
+        abuse_closes=totals.abuse_closes,
+        largest_rooms=[
+            realtime_pb2.RoomSize(name=r.name, tenant_id=r.tenant_id, members=r.members)
+            for r in gauges.largest_rooms
+        ],
+        firing_alerts=gauges.firing_alerts,
+        broker_rtt_ms=gauges.broker_rtt * 1e3,
+        auth_failures=totals.auth_failures,
+        activities=totals.activities,
+        nodes=[snapshot.node_id],
     )

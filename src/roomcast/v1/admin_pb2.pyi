@@ -6,8 +6,10 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from roomcast.v1 import event_pb2 as _event_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +21,54 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _AlertSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_SEVERITY_UNSPECIFIED: _AlertSeverity.ValueType  # 0
+    """Not set."""
+    ALERT_SEVERITY_WARNING: _AlertSeverity.ValueType  # 1
+    """Worth a look."""
+    ALERT_SEVERITY_CRITICAL: _AlertSeverity.ValueType  # 2
+    """Needs action now."""
+
+class AlertSeverity(_AlertSeverity, metaclass=_AlertSeverityEnumTypeWrapper):
+    """How bad an alert is."""
+
+ALERT_SEVERITY_UNSPECIFIED: AlertSeverity.ValueType  # 0
+"""Not set."""
+ALERT_SEVERITY_WARNING: AlertSeverity.ValueType  # 1
+"""Worth a look."""
+ALERT_SEVERITY_CRITICAL: AlertSeverity.ValueType  # 2
+"""Needs action now."""
+Global___AlertSeverity: _TypeAlias = AlertSeverity  # noqa: Y015
+
+class _AlertState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_STATE_UNSPECIFIED: _AlertState.ValueType  # 0
+    """Not set."""
+    ALERT_STATE_FIRING: _AlertState.ValueType  # 1
+    """The condition holds."""
+    ALERT_STATE_RESOLVED: _AlertState.ValueType  # 2
+    """The condition held and no longer does."""
+
+class AlertState(_AlertState, metaclass=_AlertStateEnumTypeWrapper):
+    """Where an alert stands."""
+
+ALERT_STATE_UNSPECIFIED: AlertState.ValueType  # 0
+"""Not set."""
+ALERT_STATE_FIRING: AlertState.ValueType  # 1
+"""The condition holds."""
+ALERT_STATE_RESOLVED: AlertState.ValueType  # 2
+"""The condition held and no longer does."""
+Global___AlertState: _TypeAlias = AlertState  # noqa: Y015
 
 @_typing.final
 class ListRoomsRequest(_message.Message):
@@ -277,3 +327,304 @@ class GetHistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHistoryResponse: _TypeAlias = GetHistoryResponse  # noqa: Y015
+
+@_typing.final
+class GetAlertsRequest(_message.Message):
+    """Which alerts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    tenant_id: _builtins.str
+    """Only this tenant's alerts (platform-level callers); a tenant's callers
+    always see only their own tenant's.
+    """
+    def __init__(
+        self,
+        *,
+        tenant_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlertsRequest: _TypeAlias = GetAlertsRequest  # noqa: Y015
+
+@_typing.final
+class GetAlertsResponse(_message.Message):
+    """Alerts firing now and the recent ones."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRING_FIELD_NUMBER: _builtins.int
+    RECENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def firing(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
+        """Alerts firing now, oldest first."""
+
+    @_builtins.property
+    def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___Alert]:
+        """The alert log (fired and resolved), newest first; at most 200 entries."""
+
+    def __init__(
+        self,
+        *,
+        firing: _abc.Iterable[Global___Alert] | None = ...,
+        recent: _abc.Iterable[Global___Alert] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["firing", b"firing", "recent", b"recent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAlertsResponse: _TypeAlias = GetAlertsResponse  # noqa: Y015
+
+@_typing.final
+class Alert(_message.Message):
+    """One alert: a threshold rule that a metric crossed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Unique id of this firing."""
+    rule: _builtins.str
+    """The rule, for example "cpu_high", "memory_high", "latency_p99_high",
+    "error_rate_high", "broker_unreachable", "connections_high",
+    "tenant_connections_high".
+    """
+    severity: Global___AlertSeverity.ValueType
+    """How bad it is."""
+    state: Global___AlertState.ValueType
+    """Firing or resolved."""
+    value: _builtins.float
+    """The metric's value when the alert last changed state."""
+    threshold: _builtins.float
+    """The rule's threshold."""
+    tenant_id: _builtins.str
+    """The tenant, for tenant-specific alerts; empty for platform alerts."""
+    message: _builtins.str
+    """A sentence for people."""
+    node_id: _builtins.str
+    """The node that raised it."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp:
+        """When it started firing."""
+
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp:
+        """When it resolved; unset while firing."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        severity: Global___AlertSeverity.ValueType = ...,
+        state: Global___AlertState.ValueType = ...,
+        value: _builtins.float = ...,
+        threshold: _builtins.float = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+        tenant_id: _builtins.str = ...,
+        message: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resolved_at", b"resolved_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "message", b"message", "node_id", b"node_id", "resolved_at", b"resolved_at", "rule", b"rule", "severity", b"severity", "started_at", b"started_at", "state", b"state", "tenant_id", b"tenant_id", "threshold", b"threshold", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Alert: _TypeAlias = Alert  # noqa: Y015
+
+@_typing.final
+class ClearAlertsRequest(_message.Message):
+    """Empty the alert log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_FIRING_FIELD_NUMBER: _builtins.int
+    include_firing: _builtins.bool
+    """Also forget firing alerts (they fire again if their condition holds)."""
+    def __init__(
+        self,
+        *,
+        include_firing: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_firing", b"include_firing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearAlertsRequest: _TypeAlias = ClearAlertsRequest  # noqa: Y015
+
+@_typing.final
+class ClearAlertsResponse(_message.Message):
+    """How many entries were removed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLEARED_FIELD_NUMBER: _builtins.int
+    cleared: _builtins.int
+    """Alerts removed from the log (and, with include_firing, firing ones)."""
+    def __init__(
+        self,
+        *,
+        cleared: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cleared", b"cleared"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearAlertsResponse: _TypeAlias = ClearAlertsResponse  # noqa: Y015
+
+@_typing.final
+class TrackActivityRequest(_message.Message):
+    """What a user did."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    IP_ADDRESS_FIELD_NUMBER: _builtins.int
+    USER_AGENT_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user ("sub" of their tokens)."""
+    tenant_id: _builtins.str
+    """The user's tenant. A tenant's service may leave it empty (its own)."""
+    action: _builtins.str
+    """What they did, for example "login", "document.open"; dot-separated
+    segments of [A-Za-z0-9_-], at most 100 characters.
+    """
+    session_id: _builtins.str
+    """The user's session, if the backend has one."""
+    ip_address: _builtins.str
+    """Where from (IPv4 or IPv6 text form)."""
+    user_agent: _builtins.str
+    """The user's browser or app."""
+    @_builtins.property
+    def details(self) -> _struct_pb2.Struct:
+        """Anything else worth keeping (any JSON object)."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        action: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        ip_address: _builtins.str = ...,
+        user_agent: _builtins.str = ...,
+        details: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "details", b"details", "ip_address", b"ip_address", "session_id", b"session_id", "tenant_id", b"tenant_id", "user_agent", b"user_agent", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackActivityRequest: _TypeAlias = TrackActivityRequest  # noqa: Y015
+
+@_typing.final
+class TrackActivityResponse(_message.Message):
+    """The activity was recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the `user.activity` event."""
+    offset: _builtins.int
+    """Its offset in `tenant.{tenant_id}.admins`."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrackActivityResponse: _TypeAlias = TrackActivityResponse  # noqa: Y015
+
+@_typing.final
+class DisconnectUserRequest(_message.Message):
+    """Whose connections to close."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The user ("sub")."""
+    tenant_id: _builtins.str
+    """The user's tenant. A tenant's callers may leave it empty (their own);
+    platform-level callers name it, or leave it empty for platform users.
+    """
+    connection_id: _builtins.str
+    """Only this connection of the user; empty closes all of them."""
+    reason: _builtins.str
+    """Why, sent to the client in the close frame (at most 100 characters)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        connection_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id", "reason", b"reason", "tenant_id", b"tenant_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectUserRequest: _TypeAlias = DisconnectUserRequest  # noqa: Y015
+
+@_typing.final
+class DisconnectUserResponse(_message.Message):
+    """How many connections were closed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTIONS_FIELD_NUMBER: _builtins.int
+    connections: _builtins.int
+    """Connections closed."""
+    def __init__(
+        self,
+        *,
+        connections: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectUserResponse: _TypeAlias = DisconnectUserResponse  # noqa: Y015

@@ -57,6 +57,26 @@ class AdminServiceStub:
                 request_serializer=roomcast_dot_v1_dot_admin__pb2.GetHistoryRequest.SerializeToString,
                 response_deserializer=roomcast_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
                 _registered_method=True)
+        self.GetAlerts = channel.unary_unary(
+                '/roomcast.v1.AdminService/GetAlerts',
+                request_serializer=roomcast_dot_v1_dot_admin__pb2.GetAlertsRequest.SerializeToString,
+                response_deserializer=roomcast_dot_v1_dot_admin__pb2.GetAlertsResponse.FromString,
+                _registered_method=True)
+        self.ClearAlerts = channel.unary_unary(
+                '/roomcast.v1.AdminService/ClearAlerts',
+                request_serializer=roomcast_dot_v1_dot_admin__pb2.ClearAlertsRequest.SerializeToString,
+                response_deserializer=roomcast_dot_v1_dot_admin__pb2.ClearAlertsResponse.FromString,
+                _registered_method=True)
+        self.TrackActivity = channel.unary_unary(
+                '/roomcast.v1.AdminService/TrackActivity',
+                request_serializer=roomcast_dot_v1_dot_admin__pb2.TrackActivityRequest.SerializeToString,
+                response_deserializer=roomcast_dot_v1_dot_admin__pb2.TrackActivityResponse.FromString,
+                _registered_method=True)
+        self.DisconnectUser = channel.unary_unary(
+                '/roomcast.v1.AdminService/DisconnectUser',
+                request_serializer=roomcast_dot_v1_dot_admin__pb2.DisconnectUserRequest.SerializeToString,
+                response_deserializer=roomcast_dot_v1_dot_admin__pb2.DisconnectUserResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -92,6 +112,44 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAlerts(self, request, context):
+        """Alerts: the ones firing now, and the recent log, newest first.
+        Platform-level callers see every alert; a tenant's admins and services
+        see their tenant's alerts only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearAlerts(self, request, context):
+        """Empty the alert log. Firing alerts stay (they describe the present)
+        unless `include_firing` is set; a condition that still holds then fires
+        again at the next sample. Platform-level callers only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrackActivity(self, request, context):
+        """A backend reports what a user did. It is published as event
+        `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
+        tenant's activity; super admins may follow every tenant's with the
+        pattern `tenant.*.admins`) and counted in the metrics. Services only: a
+        tenant's services for their tenant, platform services naming it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisconnectUser(self, request, context):
+        """Close a user's live WebSocket connections (all of them, or one) with
+        close code 4001: the client must get a new token before it reconnects.
+        Services of the user's tenant, and platform-level callers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +167,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.GetHistory,
                     request_deserializer=roomcast_dot_v1_dot_admin__pb2.GetHistoryRequest.FromString,
                     response_serializer=roomcast_dot_v1_dot_admin__pb2.GetHistoryResponse.SerializeToString,
+            ),
+            'GetAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlerts,
+                    request_deserializer=roomcast_dot_v1_dot_admin__pb2.GetAlertsRequest.FromString,
+                    response_serializer=roomcast_dot_v1_dot_admin__pb2.GetAlertsResponse.SerializeToString,
+            ),
+            'ClearAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearAlerts,
+                    request_deserializer=roomcast_dot_v1_dot_admin__pb2.ClearAlertsRequest.FromString,
+                    response_serializer=roomcast_dot_v1_dot_admin__pb2.ClearAlertsResponse.SerializeToString,
+            ),
+            'TrackActivity': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrackActivity,
+                    request_deserializer=roomcast_dot_v1_dot_admin__pb2.TrackActivityRequest.FromString,
+                    response_serializer=roomcast_dot_v1_dot_admin__pb2.TrackActivityResponse.SerializeToString,
+            ),
+            'DisconnectUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisconnectUser,
+                    request_deserializer=roomcast_dot_v1_dot_admin__pb2.DisconnectUserRequest.FromString,
+                    response_serializer=roomcast_dot_v1_dot_admin__pb2.DisconnectUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -200,6 +278,114 @@ class AdminService:
             '/roomcast.v1.AdminService/GetHistory',
             roomcast_dot_v1_dot_admin__pb2.GetHistoryRequest.SerializeToString,
             roomcast_dot_v1_dot_admin__pb2.GetHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roomcast.v1.AdminService/GetAlerts',
+            roomcast_dot_v1_dot_admin__pb2.GetAlertsRequest.SerializeToString,
+            roomcast_dot_v1_dot_admin__pb2.GetAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roomcast.v1.AdminService/ClearAlerts',
+            roomcast_dot_v1_dot_admin__pb2.ClearAlertsRequest.SerializeToString,
+            roomcast_dot_v1_dot_admin__pb2.ClearAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrackActivity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roomcast.v1.AdminService/TrackActivity',
+            roomcast_dot_v1_dot_admin__pb2.TrackActivityRequest.SerializeToString,
+            roomcast_dot_v1_dot_admin__pb2.TrackActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisconnectUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/roomcast.v1.AdminService/DisconnectUser',
+            roomcast_dot_v1_dot_admin__pb2.DisconnectUserRequest.SerializeToString,
+            roomcast_dot_v1_dot_admin__pb2.DisconnectUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,28 @@ class AdminServiceStub:
     """Stored events of a room, oldest first. Callers who may subscribe to the
     room may read its history.
     """
+    GetAlerts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetAlertsRequest, _admin_pb2.GetAlertsResponse]
+    """Alerts: the ones firing now, and the recent log, newest first.
+    Platform-level callers see every alert; a tenant's admins and services
+    see their tenant's alerts only.
+    """
+    ClearAlerts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ClearAlertsRequest, _admin_pb2.ClearAlertsResponse]
+    """Empty the alert log. Firing alerts stay (they describe the present)
+    unless `include_firing` is set; a condition that still holds then fires
+    again at the next sample. Platform-level callers only.
+    """
+    TrackActivity: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TrackActivityRequest, _admin_pb2.TrackActivityResponse]
+    """A backend reports what a user did. It is published as event
+    `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
+    tenant's activity; super admins may follow every tenant's with the
+    pattern `tenant.*.admins`) and counted in the metrics. Services only: a
+    tenant's services for their tenant, platform services naming it.
+    """
+    DisconnectUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DisconnectUserRequest, _admin_pb2.DisconnectUserResponse]
+    """Close a user's live WebSocket connections (all of them, or one) with
+    close code 4001: the client must get a new token before it reconnects.
+    Services of the user's tenant, and platform-level callers.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -70,6 +92,28 @@ class AdminServiceAsyncStub(AdminServiceStub):
     GetHistory: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetHistoryRequest, _admin_pb2.GetHistoryResponse]  # type: ignore[assignment]
     """Stored events of a room, oldest first. Callers who may subscribe to the
     room may read its history.
+    """
+    GetAlerts: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetAlertsRequest, _admin_pb2.GetAlertsResponse]  # type: ignore[assignment]
+    """Alerts: the ones firing now, and the recent log, newest first.
+    Platform-level callers see every alert; a tenant's admins and services
+    see their tenant's alerts only.
+    """
+    ClearAlerts: _aio.UnaryUnaryMultiCallable[_admin_pb2.ClearAlertsRequest, _admin_pb2.ClearAlertsResponse]  # type: ignore[assignment]
+    """Empty the alert log. Firing alerts stay (they describe the present)
+    unless `include_firing` is set; a condition that still holds then fires
+    again at the next sample. Platform-level callers only.
+    """
+    TrackActivity: _aio.UnaryUnaryMultiCallable[_admin_pb2.TrackActivityRequest, _admin_pb2.TrackActivityResponse]  # type: ignore[assignment]
+    """A backend reports what a user did. It is published as event
+    `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
+    tenant's activity; super admins may follow every tenant's with the
+    pattern `tenant.*.admins`) and counted in the metrics. Services only: a
+    tenant's services for their tenant, platform services naming it.
+    """
+    DisconnectUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.DisconnectUserRequest, _admin_pb2.DisconnectUserResponse]  # type: ignore[assignment]
+    """Close a user's live WebSocket connections (all of them, or one) with
+    close code 4001: the client must get a new token before it reconnects.
+    Services of the user's tenant, and platform-level callers.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -107,6 +151,52 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.GetHistoryResponse, _abc.Awaitable[_admin_pb2.GetHistoryResponse]]:
         """Stored events of a room, oldest first. Callers who may subscribe to the
         room may read its history.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAlerts(
+        self,
+        request: _admin_pb2.GetAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.GetAlertsResponse, _abc.Awaitable[_admin_pb2.GetAlertsResponse]]:
+        """Alerts: the ones firing now, and the recent log, newest first.
+        Platform-level callers see every alert; a tenant's admins and services
+        see their tenant's alerts only.
+        """
+
+    @_abc_1.abstractmethod
+    def ClearAlerts(
+        self,
+        request: _admin_pb2.ClearAlertsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ClearAlertsResponse, _abc.Awaitable[_admin_pb2.ClearAlertsResponse]]:
+        """Empty the alert log. Firing alerts stay (they describe the present)
+        unless `include_firing` is set; a condition that still holds then fires
+        again at the next sample. Platform-level callers only.
+        """
+
+    @_abc_1.abstractmethod
+    def TrackActivity(
+        self,
+        request: _admin_pb2.TrackActivityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.TrackActivityResponse, _abc.Awaitable[_admin_pb2.TrackActivityResponse]]:
+        """A backend reports what a user did. It is published as event
+        `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
+        tenant's activity; super admins may follow every tenant's with the
+        pattern `tenant.*.admins`) and counted in the metrics. Services only: a
+        tenant's services for their tenant, platform services naming it.
+        """
+
+    @_abc_1.abstractmethod
+    def DisconnectUser(
+        self,
+        request: _admin_pb2.DisconnectUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.DisconnectUserResponse, _abc.Awaitable[_admin_pb2.DisconnectUserResponse]]:
+        """Close a user's live WebSocket connections (all of them, or one) with
+        close code 4001: the client must get a new token before it reconnects.
+        Services of the user's tenant, and platform-level callers.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -516,12 +516,20 @@ class GetMetricsRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    cluster: _builtins.bool
+    """Aggregate every node of the cluster (with a shared broker) instead of
+    answering for the node that took the call. A single node answers for
+    itself either way.
+    """
     def __init__(
         self,
+        *,
+        cluster: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -533,6 +541,46 @@ class GetMetricsResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ConnectionsByTenantEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class GrpcCallsPerSecondEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TIME_FIELD_NUMBER: _builtins.int
     NODE_ID_FIELD_NUMBER: _builtins.int
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
@@ -543,6 +591,19 @@ class GetMetricsResponse(_message.Message):
     MESSAGES_IN_PER_SECOND_FIELD_NUMBER: _builtins.int
     MESSAGES_OUT_PER_SECOND_FIELD_NUMBER: _builtins.int
     PUBLISH_TO_DELIVER_FIELD_NUMBER: _builtins.int
+    CONNECTIONS_BY_TENANT_FIELD_NUMBER: _builtins.int
+    GRPC_CALLS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    GRPC_ERROR_RATE_FIELD_NUMBER: _builtins.int
+    BROKER_PUBLISH_FIELD_NUMBER: _builtins.int
+    SLOW_CONSUMER_CLOSES_FIELD_NUMBER: _builtins.int
+    RATE_LIMITED_FIELD_NUMBER: _builtins.int
+    ABUSE_CLOSES_FIELD_NUMBER: _builtins.int
+    LARGEST_ROOMS_FIELD_NUMBER: _builtins.int
+    FIRING_ALERTS_FIELD_NUMBER: _builtins.int
+    BROKER_RTT_MS_FIELD_NUMBER: _builtins.int
+    AUTH_FAILURES_FIELD_NUMBER: _builtins.int
+    ACTIVITIES_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """Identity of the node that answered."""
     uptime_seconds: _builtins.float
@@ -559,6 +620,24 @@ class GetMetricsResponse(_message.Message):
     """
     messages_out_per_second: _builtins.float
     """Event deliveries per second to subscribers and connections."""
+    grpc_error_rate: _builtins.float
+    """Share of gRPC calls since the previous snapshot that ended with an
+    error status (0 to 1).
+    """
+    slow_consumer_closes: _builtins.int
+    """Connections and streams closed for falling behind, since start."""
+    rate_limited: _builtins.int
+    """Frames refused by a rate limit, since start."""
+    abuse_closes: _builtins.int
+    """Connections closed for sustained abuse (4101), since start."""
+    firing_alerts: _builtins.int
+    """Alerts firing now."""
+    broker_rtt_ms: _builtins.float
+    """Broker round trip (a ping), milliseconds; 0 for the memory broker."""
+    auth_failures: _builtins.int
+    """Failed authentications since start, over gRPC and WebSocket."""
+    activities: _builtins.int
+    """Activity reports (TrackActivity) since start."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the snapshot was taken."""
@@ -569,7 +648,31 @@ class GetMetricsResponse(_message.Message):
 
     @_builtins.property
     def publish_to_deliver(self) -> Global___LatencyPercentiles:
-        """Time from accepting an event to handing it to a subscriber's stream."""
+        """Time from accepting an event to writing it to a subscriber's stream or
+        connection.
+        """
+
+    @_builtins.property
+    def connections_by_tenant(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Open connections per tenant ("" for platform-level principals)."""
+
+    @_builtins.property
+    def grpc_calls_per_second(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """gRPC calls per second by method name (for example "Publish"), since
+        the previous snapshot.
+        """
+
+    @_builtins.property
+    def broker_publish(self) -> Global___LatencyPercentiles:
+        """Time the broker took to accept a publish."""
+
+    @_builtins.property
+    def largest_rooms(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoomSize]:
+        """The rooms with the most members, largest first (at most 10)."""
+
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The nodes the snapshot covers (one, unless `cluster` was asked)."""
 
     def __init__(
         self,
@@ -584,14 +687,57 @@ class GetMetricsResponse(_message.Message):
         messages_in_per_second: _builtins.float = ...,
         messages_out_per_second: _builtins.float = ...,
         publish_to_deliver: Global___LatencyPercentiles | None = ...,
+        connections_by_tenant: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        grpc_calls_per_second: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        grpc_error_rate: _builtins.float = ...,
+        broker_publish: Global___LatencyPercentiles | None = ...,
+        slow_consumer_closes: _builtins.int = ...,
+        rate_limited: _builtins.int = ...,
+        abuse_closes: _builtins.int = ...,
+        largest_rooms: _abc.Iterable[Global___RoomSize] | None = ...,
+        firing_alerts: _builtins.int = ...,
+        broker_rtt_ms: _builtins.float = ...,
+        auth_failures: _builtins.int = ...,
+        activities: _builtins.int = ...,
+        nodes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["publish_to_deliver", b"publish_to_deliver", "system", b"system", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["broker_publish", b"broker_publish", "publish_to_deliver", b"publish_to_deliver", "system", b"system", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections", b"connections", "messages_in_per_second", b"messages_in_per_second", "messages_out_per_second", b"messages_out_per_second", "node_id", b"node_id", "publish_to_deliver", b"publish_to_deliver", "rooms", b"rooms", "subscriptions", b"subscriptions", "system", b"system", "time", b"time", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abuse_closes", b"abuse_closes", "activities", b"activities", "auth_failures", b"auth_failures", "broker_publish", b"broker_publish", "broker_rtt_ms", b"broker_rtt_ms", "connections", b"connections", "connections_by_tenant", b"connections_by_tenant", "firing_alerts", b"firing_alerts", "grpc_calls_per_second", b"grpc_calls_per_second", "grpc_error_rate", b"grpc_error_rate", "largest_rooms", b"largest_rooms", "messages_in_per_second", b"messages_in_per_second", "messages_out_per_second", b"messages_out_per_second", "node_id", b"node_id", "nodes", b"nodes", "publish_to_deliver", b"publish_to_deliver", "rate_limited", b"rate_limited", "rooms", b"rooms", "slow_consumer_closes", b"slow_consumer_closes", "subscriptions", b"subscriptions", "system", b"system", "time", b"time", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMetricsResponse: _TypeAlias = GetMetricsResponse  # noqa: Y015
+
+@_typing.final
+class RoomSize(_message.Message):
+    """A room and its size."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TENANT_ID_FIELD_NUMBER: _builtins.int
+    MEMBERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Room name."""
+    tenant_id: _builtins.str
+    """Tenant of the room; empty for rooms of no tenant."""
+    members: _builtins.int
+    """Live connections in the room."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        tenant_id: _builtins.str = ...,
+        members: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "name", b"name", "tenant_id", b"tenant_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RoomSize: _TypeAlias = RoomSize  # noqa: Y015
 
 @_typing.final
 class SystemMetrics(_message.Message):

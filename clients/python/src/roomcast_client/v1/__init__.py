@@ -24,6 +24,32 @@ if TYPE_CHECKING:
     from grpclib.metadata import Deadline
 
 
+class AlertSeverity(betterproto.Enum):
+    """How bad an alert is."""
+
+    UNSPECIFIED = 0
+    """Not set."""
+
+    WARNING = 1
+    """Worth a look."""
+
+    CRITICAL = 2
+    """Needs action now."""
+
+
+class AlertState(betterproto.Enum):
+    """Where an alert stands."""
+
+    UNSPECIFIED = 0
+    """Not set."""
+
+    FIRING = 1
+    """The condition holds."""
+
+    RESOLVED = 2
+    """The condition held and no longer does."""
+
+
 @dataclass(eq=False, repr=False)
 class Event(betterproto.Message):
     """
@@ -234,6 +260,158 @@ class GetHistoryResponse(betterproto.Message):
     False when `since` could not be served (another epoch, or older than
      the history holds); events then start from the oldest held.
     """
+
+
+@dataclass(eq=False, repr=False)
+class GetAlertsRequest(betterproto.Message):
+    """Which alerts."""
+
+    tenant_id: str = betterproto.string_field(1)
+    """
+    Only this tenant's alerts (platform-level callers); a tenant's callers
+     always see only their own tenant's.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class GetAlertsResponse(betterproto.Message):
+    """Alerts firing now and the recent ones."""
+
+    firing: List["Alert"] = betterproto.message_field(1)
+    """Alerts firing now, oldest first."""
+
+    recent: List["Alert"] = betterproto.message_field(2)
+    """
+    The alert log (fired and resolved), newest first; at most 200 entries.
+    """
+
+
+@dataclass(eq=False, repr=False)
+class Alert(betterproto.Message):
+    """One alert: a threshold rule that a metric crossed."""
+
+    id: str = betterproto.string_field(1)
+    """Unique id of this firing."""
+
+    rule: str = betterproto.string_field(2)
+    """
+    The rule, for example "cpu_high", "memory_high", "latency_p99_high",
+     "error_rate_high", "broker_unreachable", "connections_high",
+     "tenant_connections_high".
+    """
+
+    severity: "AlertSeverity" = betterproto.enum_field(3)
+    """How bad it is."""
+
+    state: "AlertState" = betterproto.enum_field(4)
+    """Firing or resolved."""
+
+    value: float = betterproto.double_field(5)
+    """The metric's value when the alert last changed state."""
+
+    threshold: float = betterproto.double_field(6)
+    """The rule's threshold."""
+
+    started_at: datetime = betterproto.message_field(7)
+    """When it started firing."""
+
+    resolved_at: datetime = betterproto.message_field(8)
+    """When it resolved; unset while firing."""
+
+    tenant_id: str = betterproto.string_field(9)
+    """The tenant, for tenant-specific alerts; empty for platform alerts."""
+
+    message: str = betterproto.string_field(10)
+    """A sentence for people."""
+
+    node_id: str = betterproto.string_field(11)
+    """The node that raised it."""
+
+
+@dataclass(eq=False, repr=False)
+class ClearAlertsRequest(betterproto.Message):
+    """Empty the alert log."""
+
+    include_firing: bool = betterproto.bool_field(1)
+    """
+    Also forget firing alerts (they fire again if their condition holds).
+    """
+
+
+@dataclass(eq=False, repr=False)
+class ClearAlertsResponse(betterproto.Message):
+    """How many entries were removed."""
+
+    cleared: int = betterproto.uint32_field(1)
+    """Alerts removed from the log (and, with include_firing, firing ones)."""
+
+
+@dataclass(eq=False, repr=False)
+class TrackActivityRequest(betterproto.Message):
+    """What a user did."""
+
+    user_id: str = betterproto.string_field(1)
+    """The user ("sub" of their tokens)."""
+
+    tenant_id: str = betterproto.string_field(2)
+    """The user's tenant. A tenant's service may leave it empty (its own)."""
+
+    action: str = betterproto.string_field(3)
+    """
+    What they did, for example "login", "document.open"; dot-separated
+     segments of [A-Za-z0-9_-], at most 100 characters.
+    """
+
+    session_id: str = betterproto.string_field(4)
+    """The user's session, if the backend has one."""
+
+    ip_address: str = betterproto.string_field(5)
+    """Where from (IPv4 or IPv6 text form)."""
+
+    user_agent: str = betterproto.string_field(6)
+    """The user's browser or app."""
+
+    details: "betterproto_lib_google_protobuf.Struct" = betterproto.message_field(7)
+    """Anything else worth keeping (any JSON object)."""
+
+
+@dataclass(eq=False, repr=False)
+class TrackActivityResponse(betterproto.Message):
+    """The activity was recorded."""
+
+    id: str = betterproto.string_field(1)
+    """Id of the `user.activity` event."""
+
+    offset: int = betterproto.uint64_field(2)
+    """Its offset in `tenant.{tenant_id}.admins`."""
+
+
+@dataclass(eq=False, repr=False)
+class DisconnectUserRequest(betterproto.Message):
+    """Whose connections to close."""
+
+    user_id: str = betterproto.string_field(1)
+    """The user ("sub")."""
+
+    tenant_id: str = betterproto.string_field(2)
+    """
+    The user's tenant. A tenant's callers may leave it empty (their own);
+     platform-level callers name it, or leave it empty for platform users.
+    """
+
+    connection_id: str = betterproto.string_field(3)
+    """Only this connection of the user; empty closes all of them."""
+
+    reason: str = betterproto.string_field(4)
+    """Why, sent to the client in the close frame (at most 100 characters)."""
+
+
+@dataclass(eq=False, repr=False)
+class DisconnectUserResponse(betterproto.Message):
+    """How many connections were closed."""
+
+    connections: int = betterproto.uint32_field(1)
+    """Connections closed."""
 
 
 @dataclass(eq=False, repr=False)
@@ -472,7 +650,12 @@ class LeaveRoomResponse(betterproto.Message):
 class GetMetricsRequest(betterproto.Message):
     """Ask for a metrics snapshot."""
 
-    pass
+    cluster: bool = betterproto.bool_field(1)
+    """
+    Aggregate every node of the cluster (with a shared broker) instead of
+     answering for the node that took the call. A single node answers for
+     itself either way.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -510,7 +693,73 @@ class GetMetricsResponse(betterproto.Message):
     """Event deliveries per second to subscribers and connections."""
 
     publish_to_deliver: "LatencyPercentiles" = betterproto.message_field(10)
-    """Time from accepting an event to handing it to a subscriber's stream."""
+    """
+    Time from accepting an event to writing it to a subscriber's stream or
+     connection.
+    """
+
+    connections_by_tenant: Dict[str, int] = betterproto.map_field(
+        11, betterproto.TYPE_STRING, betterproto.TYPE_UINT64
+    )
+    """Open connections per tenant ("" for platform-level principals)."""
+
+    grpc_calls_per_second: Dict[str, float] = betterproto.map_field(
+        12, betterproto.TYPE_STRING, betterproto.TYPE_DOUBLE
+    )
+    """
+    gRPC calls per second by method name (for example "Publish"), since
+     the previous snapshot.
+    """
+
+    grpc_error_rate: float = betterproto.double_field(13)
+    """
+    Share of gRPC calls since the previous snapshot that ended with an
+     error status (0 to 1).
+    """
+
+    broker_publish: "LatencyPercentiles" = betterproto.message_field(14)
+    """Time the broker took to accept a publish."""
+
+    slow_consumer_closes: int = betterproto.uint64_field(15)
+    """Connections and streams closed for falling behind, since start."""
+
+    rate_limited: int = betterproto.uint64_field(16)
+    """Frames refused by a rate limit, since start."""
+
+    abuse_closes: int = betterproto.uint64_field(17)
+    """Connections closed for sustained abuse (4101), since start."""
+
+    largest_rooms: List["RoomSize"] = betterproto.message_field(18)
+    """The rooms with the most members, largest first (at most 10)."""
+
+    firing_alerts: int = betterproto.uint32_field(19)
+    """Alerts firing now."""
+
+    broker_rtt_ms: float = betterproto.double_field(20)
+    """Broker round trip (a ping), milliseconds; 0 for the memory broker."""
+
+    auth_failures: int = betterproto.uint64_field(21)
+    """Failed authentications since start, over gRPC and WebSocket."""
+
+    activities: int = betterproto.uint64_field(22)
+    """Activity reports (TrackActivity) since start."""
+
+    nodes: List[str] = betterproto.string_field(23)
+    """The nodes the snapshot covers (one, unless `cluster` was asked)."""
+
+
+@dataclass(eq=False, repr=False)
+class RoomSize(betterproto.Message):
+    """A room and its size."""
+
+    name: str = betterproto.string_field(1)
+    """Room name."""
+
+    tenant_id: str = betterproto.string_field(2)
+    """Tenant of the room; empty for rooms of no tenant."""
+
+    members: int = betterproto.uint64_field(3)
+    """Live connections in the room."""
 
 
 @dataclass(eq=False, repr=False)
@@ -603,6 +852,74 @@ class AdminServiceStub(betterproto.ServiceStub):
             "/roomcast.v1.AdminService/GetHistory",
             get_history_request,
             GetHistoryResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def get_alerts(
+        self,
+        get_alerts_request: "GetAlertsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "GetAlertsResponse":
+        return await self._unary_unary(
+            "/roomcast.v1.AdminService/GetAlerts",
+            get_alerts_request,
+            GetAlertsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def clear_alerts(
+        self,
+        clear_alerts_request: "ClearAlertsRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "ClearAlertsResponse":
+        return await self._unary_unary(
+            "/roomcast.v1.AdminService/ClearAlerts",
+            clear_alerts_request,
+            ClearAlertsResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def track_activity(
+        self,
+        track_activity_request: "TrackActivityRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "TrackActivityResponse":
+        return await self._unary_unary(
+            "/roomcast.v1.AdminService/TrackActivity",
+            track_activity_request,
+            TrackActivityResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def disconnect_user(
+        self,
+        disconnect_user_request: "DisconnectUserRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "DisconnectUserResponse":
+        return await self._unary_unary(
+            "/roomcast.v1.AdminService/DisconnectUser",
+            disconnect_user_request,
+            DisconnectUserResponse,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -731,6 +1048,26 @@ class AdminServiceBase(ServiceBase):
     ) -> "GetHistoryResponse":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def get_alerts(
+        self, get_alerts_request: "GetAlertsRequest"
+    ) -> "GetAlertsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def clear_alerts(
+        self, clear_alerts_request: "ClearAlertsRequest"
+    ) -> "ClearAlertsResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def track_activity(
+        self, track_activity_request: "TrackActivityRequest"
+    ) -> "TrackActivityResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def disconnect_user(
+        self, disconnect_user_request: "DisconnectUserRequest"
+    ) -> "DisconnectUserResponse":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_list_rooms(
         self, stream: "grpclib.server.Stream[ListRoomsRequest, ListRoomsResponse]"
     ) -> None:
@@ -752,6 +1089,36 @@ class AdminServiceBase(ServiceBase):
         response = await self.get_history(request)
         await stream.send_message(response)
 
+    async def __rpc_get_alerts(
+        self, stream: "grpclib.server.Stream[GetAlertsRequest, GetAlertsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.get_alerts(request)
+        await stream.send_message(response)
+
+    async def __rpc_clear_alerts(
+        self, stream: "grpclib.server.Stream[ClearAlertsRequest, ClearAlertsResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.clear_alerts(request)
+        await stream.send_message(response)
+
+    async def __rpc_track_activity(
+        self,
+        stream: "grpclib.server.Stream[TrackActivityRequest, TrackActivityResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.track_activity(request)
+        await stream.send_message(response)
+
+    async def __rpc_disconnect_user(
+        self,
+        stream: "grpclib.server.Stream[DisconnectUserRequest, DisconnectUserResponse]",
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.disconnect_user(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/roomcast.v1.AdminService/ListRooms": grpclib.const.Handler(
@@ -771,6 +1138,30 @@ class AdminServiceBase(ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 GetHistoryRequest,
                 GetHistoryResponse,
+            ),
+            "/roomcast.v1.AdminService/GetAlerts": grpclib.const.Handler(
+                self.__rpc_get_alerts,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                GetAlertsRequest,
+                GetAlertsResponse,
+            ),
+            "/roomcast.v1.AdminService/ClearAlerts": grpclib.const.Handler(
+                self.__rpc_clear_alerts,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ClearAlertsRequest,
+                ClearAlertsResponse,
+            ),
+            "/roomcast.v1.AdminService/TrackActivity": grpclib.const.Handler(
+                self.__rpc_track_activity,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                TrackActivityRequest,
+                TrackActivityResponse,
+            ),
+            "/roomcast.v1.AdminService/DisconnectUser": grpclib.const.Handler(
+                self.__rpc_disconnect_user,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                DisconnectUserRequest,
+                DisconnectUserResponse,
             ),
         }
 

@@ -2,19 +2,19 @@
 // @generated from file roomcast/v1/admin.proto (package roomcast.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Event, StreamPosition } from "./event_pb.js";
 import { file_roomcast_v1_event } from "./event_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file roomcast/v1/admin.proto.
  */
 export const file_roomcast_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chdyb29tY2FzdC92MS9hZG1pbi5wcm90bxILcm9vbWNhc3QudjEiNQoQTGlzdFJvb21zUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJdGVuYW50X2lkGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEiQKBXJvb21zGAEgAygLMhUucm9vbWNhc3QudjEuUm9vbUluZm8SEQoJdHJ1bmNhdGVkGAIgASgIIpYBCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIPCgdtZW1iZXJzGAMgASgNEhMKC3N1YnNjcmliZXJzGAQgASgNEi0KCHBvc2l0aW9uGAUgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SFAoMaGlzdG9yeV9zaXplGAYgASgNIjUKEkdldFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCSJCChNHZXRQcmVzZW5jZVJlc3BvbnNlEisKB21lbWJlcnMYASADKAsyGi5yb29tY2FzdC52MS5QcmVzZW5jZUVudHJ5InkKDVByZXNlbmNlRW50cnkSDwoHdXNlcl9pZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSFQoNY29ubmVjdGlvbl9pZBgDIAEoCRItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEioKBXNpbmNlGAMgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYBCABKA0iegoSR2V0SGlzdG9yeVJlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLnJvb21jYXN0LnYxLkV2ZW50Ei0KCHBvc2l0aW9uGAIgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SEQoJcmVjb3ZlcmVkGAMgASgIMvsBCgxBZG1pblNlcnZpY2USSgoJTGlzdFJvb21zEh0ucm9vbWNhc3QudjEuTGlzdFJvb21zUmVxdWVzdBoeLnJvb21jYXN0LnYxLkxpc3RSb29tc1Jlc3BvbnNlElAKC0dldFByZXNlbmNlEh8ucm9vbWNhc3QudjEuR2V0UHJlc2VuY2VSZXF1ZXN0GiAucm9vbWNhc3QudjEuR2V0UHJlc2VuY2VSZXNwb25zZRJNCgpHZXRIaXN0b3J5Eh4ucm9vbWNhc3QudjEuR2V0SGlzdG9yeVJlcXVlc3QaHy5yb29tY2FzdC52MS5HZXRIaXN0b3J5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_roomcast_v1_event]);
+  fileDesc("Chdyb29tY2FzdC92MS9hZG1pbi5wcm90bxILcm9vbWNhc3QudjEiNQoQTGlzdFJvb21zUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJdGVuYW50X2lkGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEiQKBXJvb21zGAEgAygLMhUucm9vbWNhc3QudjEuUm9vbUluZm8SEQoJdHJ1bmNhdGVkGAIgASgIIpYBCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIPCgdtZW1iZXJzGAMgASgNEhMKC3N1YnNjcmliZXJzGAQgASgNEi0KCHBvc2l0aW9uGAUgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SFAoMaGlzdG9yeV9zaXplGAYgASgNIjUKEkdldFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCSJCChNHZXRQcmVzZW5jZVJlc3BvbnNlEisKB21lbWJlcnMYASADKAsyGi5yb29tY2FzdC52MS5QcmVzZW5jZUVudHJ5InkKDVByZXNlbmNlRW50cnkSDwoHdXNlcl9pZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSFQoNY29ubmVjdGlvbl9pZBgDIAEoCRItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEioKBXNpbmNlGAMgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYBCABKA0iegoSR2V0SGlzdG9yeVJlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLnJvb21jYXN0LnYxLkV2ZW50Ei0KCHBvc2l0aW9uGAIgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SEQoJcmVjb3ZlcmVkGAMgASgIIiUKEEdldEFsZXJ0c1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJIlsKEUdldEFsZXJ0c1Jlc3BvbnNlEiIKBmZpcmluZxgBIAMoCzISLnJvb21jYXN0LnYxLkFsZXJ0EiIKBnJlY2VudBgCIAMoCzISLnJvb21jYXN0LnYxLkFsZXJ0Iq8CCgVBbGVydBIKCgJpZBgBIAEoCRIMCgRydWxlGAIgASgJEiwKCHNldmVyaXR5GAMgASgOMhoucm9vbWNhc3QudjEuQWxlcnRTZXZlcml0eRImCgVzdGF0ZRgEIAEoDjIXLnJvb21jYXN0LnYxLkFsZXJ0U3RhdGUSDQoFdmFsdWUYBSABKAESEQoJdGhyZXNob2xkGAYgASgBEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc29sdmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYCSABKAkSDwoHbWVzc2FnZRgKIAEoCRIPCgdub2RlX2lkGAsgASgJIiwKEkNsZWFyQWxlcnRzUmVxdWVzdBIWCg5pbmNsdWRlX2ZpcmluZxgBIAEoCCImChNDbGVhckFsZXJ0c1Jlc3BvbnNlEg8KB2NsZWFyZWQYASABKA0isAEKFFRyYWNrQWN0aXZpdHlSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEg4KBmFjdGlvbhgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEhIKCmlwX2FkZHJlc3MYBSABKAkSEgoKdXNlcl9hZ2VudBgGIAEoCRIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIzChVUcmFja0FjdGl2aXR5UmVzcG9uc2USCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEImIKFURpc2Nvbm5lY3RVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIVCg1jb25uZWN0aW9uX2lkGAMgASgJEg4KBnJlYXNvbhgEIAEoCSItChZEaXNjb25uZWN0VXNlclJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNKmgKDUFsZXJ0U2V2ZXJpdHkSHgoaQUxFUlRfU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIaChZBTEVSVF9TRVZFUklUWV9XQVJOSU5HEAESGwoXQUxFUlRfU0VWRVJJVFlfQ1JJVElDQUwQAipbCgpBbGVydFN0YXRlEhsKF0FMRVJUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUxFUlRfU1RBVEVfRklSSU5HEAESGAoUQUxFUlRfU1RBVEVfUkVTT0xWRUQQAjLMBAoMQWRtaW5TZXJ2aWNlEkoKCUxpc3RSb29tcxIdLnJvb21jYXN0LnYxLkxpc3RSb29tc1JlcXVlc3QaHi5yb29tY2FzdC52MS5MaXN0Um9vbXNSZXNwb25zZRJQCgtHZXRQcmVzZW5jZRIfLnJvb21jYXN0LnYxLkdldFByZXNlbmNlUmVxdWVzdBogLnJvb21jYXN0LnYxLkdldFByZXNlbmNlUmVzcG9uc2USTQoKR2V0SGlzdG9yeRIeLnJvb21jYXN0LnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucm9vbWNhc3QudjEuR2V0SGlzdG9yeVJlc3BvbnNlEkoKCUdldEFsZXJ0cxIdLnJvb21jYXN0LnYxLkdldEFsZXJ0c1JlcXVlc3QaHi5yb29tY2FzdC52MS5HZXRBbGVydHNSZXNwb25zZRJQCgtDbGVhckFsZXJ0cxIfLnJvb21jYXN0LnYxLkNsZWFyQWxlcnRzUmVxdWVzdBogLnJvb21jYXN0LnYxLkNsZWFyQWxlcnRzUmVzcG9uc2USVgoNVHJhY2tBY3Rpdml0eRIhLnJvb21jYXN0LnYxLlRyYWNrQWN0aXZpdHlSZXF1ZXN0GiIucm9vbWNhc3QudjEuVHJhY2tBY3Rpdml0eVJlc3BvbnNlElkKDkRpc2Nvbm5lY3RVc2VyEiIucm9vbWNhc3QudjEuRGlzY29ubmVjdFVzZXJSZXF1ZXN0GiMucm9vbWNhc3QudjEuRGlzY29ubmVjdFVzZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_roomcast_v1_event]);
 
 /**
  * Which rooms to list.
@@ -299,6 +299,415 @@ export const GetHistoryResponseSchema: GenMessage<GetHistoryResponse> = /*@__PUR
   messageDesc(file_roomcast_v1_admin, 7);
 
 /**
+ * Which alerts.
+ *
+ * @generated from message roomcast.v1.GetAlertsRequest
+ */
+export type GetAlertsRequest = Message<"roomcast.v1.GetAlertsRequest"> & {
+  /**
+   * Only this tenant's alerts (platform-level callers); a tenant's callers
+   * always see only their own tenant's.
+   *
+   * @generated from field: string tenant_id = 1;
+   */
+  tenantId: string;
+};
+
+/**
+ * Describes the message roomcast.v1.GetAlertsRequest.
+ * Use `create(GetAlertsRequestSchema)` to create a new message.
+ */
+export const GetAlertsRequestSchema: GenMessage<GetAlertsRequest> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 8);
+
+/**
+ * Alerts firing now and the recent ones.
+ *
+ * @generated from message roomcast.v1.GetAlertsResponse
+ */
+export type GetAlertsResponse = Message<"roomcast.v1.GetAlertsResponse"> & {
+  /**
+   * Alerts firing now, oldest first.
+   *
+   * @generated from field: repeated roomcast.v1.Alert firing = 1;
+   */
+  firing: Alert[];
+
+  /**
+   * The alert log (fired and resolved), newest first; at most 200 entries.
+   *
+   * @generated from field: repeated roomcast.v1.Alert recent = 2;
+   */
+  recent: Alert[];
+};
+
+/**
+ * Describes the message roomcast.v1.GetAlertsResponse.
+ * Use `create(GetAlertsResponseSchema)` to create a new message.
+ */
+export const GetAlertsResponseSchema: GenMessage<GetAlertsResponse> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 9);
+
+/**
+ * One alert: a threshold rule that a metric crossed.
+ *
+ * @generated from message roomcast.v1.Alert
+ */
+export type Alert = Message<"roomcast.v1.Alert"> & {
+  /**
+   * Unique id of this firing.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The rule, for example "cpu_high", "memory_high", "latency_p99_high",
+   * "error_rate_high", "broker_unreachable", "connections_high",
+   * "tenant_connections_high".
+   *
+   * @generated from field: string rule = 2;
+   */
+  rule: string;
+
+  /**
+   * How bad it is.
+   *
+   * @generated from field: roomcast.v1.AlertSeverity severity = 3;
+   */
+  severity: AlertSeverity;
+
+  /**
+   * Firing or resolved.
+   *
+   * @generated from field: roomcast.v1.AlertState state = 4;
+   */
+  state: AlertState;
+
+  /**
+   * The metric's value when the alert last changed state.
+   *
+   * @generated from field: double value = 5;
+   */
+  value: number;
+
+  /**
+   * The rule's threshold.
+   *
+   * @generated from field: double threshold = 6;
+   */
+  threshold: number;
+
+  /**
+   * When it started firing.
+   *
+   * @generated from field: google.protobuf.Timestamp started_at = 7;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * When it resolved; unset while firing.
+   *
+   * @generated from field: google.protobuf.Timestamp resolved_at = 8;
+   */
+  resolvedAt?: Timestamp | undefined;
+
+  /**
+   * The tenant, for tenant-specific alerts; empty for platform alerts.
+   *
+   * @generated from field: string tenant_id = 9;
+   */
+  tenantId: string;
+
+  /**
+   * A sentence for people.
+   *
+   * @generated from field: string message = 10;
+   */
+  message: string;
+
+  /**
+   * The node that raised it.
+   *
+   * @generated from field: string node_id = 11;
+   */
+  nodeId: string;
+};
+
+/**
+ * Describes the message roomcast.v1.Alert.
+ * Use `create(AlertSchema)` to create a new message.
+ */
+export const AlertSchema: GenMessage<Alert> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 10);
+
+/**
+ * Empty the alert log.
+ *
+ * @generated from message roomcast.v1.ClearAlertsRequest
+ */
+export type ClearAlertsRequest = Message<"roomcast.v1.ClearAlertsRequest"> & {
+  /**
+   * Also forget firing alerts (they fire again if their condition holds).
+   *
+   * @generated from field: bool include_firing = 1;
+   */
+  includeFiring: boolean;
+};
+
+/**
+ * Describes the message roomcast.v1.ClearAlertsRequest.
+ * Use `create(ClearAlertsRequestSchema)` to create a new message.
+ */
+export const ClearAlertsRequestSchema: GenMessage<ClearAlertsRequest> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 11);
+
+/**
+ * How many entries were removed.
+ *
+ * @generated from message roomcast.v1.ClearAlertsResponse
+ */
+export type ClearAlertsResponse = Message<"roomcast.v1.ClearAlertsResponse"> & {
+  /**
+   * Alerts removed from the log (and, with include_firing, firing ones).
+   *
+   * @generated from field: uint32 cleared = 1;
+   */
+  cleared: number;
+};
+
+/**
+ * Describes the message roomcast.v1.ClearAlertsResponse.
+ * Use `create(ClearAlertsResponseSchema)` to create a new message.
+ */
+export const ClearAlertsResponseSchema: GenMessage<ClearAlertsResponse> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 12);
+
+/**
+ * What a user did.
+ *
+ * @generated from message roomcast.v1.TrackActivityRequest
+ */
+export type TrackActivityRequest = Message<"roomcast.v1.TrackActivityRequest"> & {
+  /**
+   * The user ("sub" of their tokens).
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The user's tenant. A tenant's service may leave it empty (its own).
+   *
+   * @generated from field: string tenant_id = 2;
+   */
+  tenantId: string;
+
+  /**
+   * What they did, for example "login", "document.open"; dot-separated
+   * segments of [A-Za-z0-9_-], at most 100 characters.
+   *
+   * @generated from field: string action = 3;
+   */
+  action: string;
+
+  /**
+   * The user's session, if the backend has one.
+   *
+   * @generated from field: string session_id = 4;
+   */
+  sessionId: string;
+
+  /**
+   * Where from (IPv4 or IPv6 text form).
+   *
+   * @generated from field: string ip_address = 5;
+   */
+  ipAddress: string;
+
+  /**
+   * The user's browser or app.
+   *
+   * @generated from field: string user_agent = 6;
+   */
+  userAgent: string;
+
+  /**
+   * Anything else worth keeping (any JSON object).
+   *
+   * @generated from field: google.protobuf.Struct details = 7;
+   */
+  details?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message roomcast.v1.TrackActivityRequest.
+ * Use `create(TrackActivityRequestSchema)` to create a new message.
+ */
+export const TrackActivityRequestSchema: GenMessage<TrackActivityRequest> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 13);
+
+/**
+ * The activity was recorded.
+ *
+ * @generated from message roomcast.v1.TrackActivityResponse
+ */
+export type TrackActivityResponse = Message<"roomcast.v1.TrackActivityResponse"> & {
+  /**
+   * Id of the `user.activity` event.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Its offset in `tenant.{tenant_id}.admins`.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+};
+
+/**
+ * Describes the message roomcast.v1.TrackActivityResponse.
+ * Use `create(TrackActivityResponseSchema)` to create a new message.
+ */
+export const TrackActivityResponseSchema: GenMessage<TrackActivityResponse> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 14);
+
+/**
+ * Whose connections to close.
+ *
+ * @generated from message roomcast.v1.DisconnectUserRequest
+ */
+export type DisconnectUserRequest = Message<"roomcast.v1.DisconnectUserRequest"> & {
+  /**
+   * The user ("sub").
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The user's tenant. A tenant's callers may leave it empty (their own);
+   * platform-level callers name it, or leave it empty for platform users.
+   *
+   * @generated from field: string tenant_id = 2;
+   */
+  tenantId: string;
+
+  /**
+   * Only this connection of the user; empty closes all of them.
+   *
+   * @generated from field: string connection_id = 3;
+   */
+  connectionId: string;
+
+  /**
+   * Why, sent to the client in the close frame (at most 100 characters).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message roomcast.v1.DisconnectUserRequest.
+ * Use `create(DisconnectUserRequestSchema)` to create a new message.
+ */
+export const DisconnectUserRequestSchema: GenMessage<DisconnectUserRequest> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 15);
+
+/**
+ * How many connections were closed.
+ *
+ * @generated from message roomcast.v1.DisconnectUserResponse
+ */
+export type DisconnectUserResponse = Message<"roomcast.v1.DisconnectUserResponse"> & {
+  /**
+   * Connections closed.
+   *
+   * @generated from field: uint32 connections = 1;
+   */
+  connections: number;
+};
+
+/**
+ * Describes the message roomcast.v1.DisconnectUserResponse.
+ * Use `create(DisconnectUserResponseSchema)` to create a new message.
+ */
+export const DisconnectUserResponseSchema: GenMessage<DisconnectUserResponse> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_admin, 16);
+
+/**
+ * How bad an alert is.
+ *
+ * @generated from enum roomcast.v1.AlertSeverity
+ */
+export enum AlertSeverity {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: ALERT_SEVERITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Worth a look.
+   *
+   * @generated from enum value: ALERT_SEVERITY_WARNING = 1;
+   */
+  WARNING = 1,
+
+  /**
+   * Needs action now.
+   *
+   * @generated from enum value: ALERT_SEVERITY_CRITICAL = 2;
+   */
+  CRITICAL = 2,
+}
+
+/**
+ * Describes the enum roomcast.v1.AlertSeverity.
+ */
+export const AlertSeveritySchema: GenEnum<AlertSeverity> = /*@__PURE__*/
+  enumDesc(file_roomcast_v1_admin, 0);
+
+/**
+ * Where an alert stands.
+ *
+ * @generated from enum roomcast.v1.AlertState
+ */
+export enum AlertState {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: ALERT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The condition holds.
+   *
+   * @generated from enum value: ALERT_STATE_FIRING = 1;
+   */
+  FIRING = 1,
+
+  /**
+   * The condition held and no longer does.
+   *
+   * @generated from enum value: ALERT_STATE_RESOLVED = 2;
+   */
+  RESOLVED = 2,
+}
+
+/**
+ * Describes the enum roomcast.v1.AlertState.
+ */
+export const AlertStateSchema: GenEnum<AlertState> = /*@__PURE__*/
+  enumDesc(file_roomcast_v1_admin, 1);
+
+/**
  * AdminService answers operators' questions about rooms. Operators query it
  * with grpcurl (server reflection is on), for example:
  *
@@ -341,6 +750,56 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetHistoryRequestSchema;
     output: typeof GetHistoryResponseSchema;
+  },
+  /**
+   * Alerts: the ones firing now, and the recent log, newest first.
+   * Platform-level callers see every alert; a tenant's admins and services
+   * see their tenant's alerts only.
+   *
+   * @generated from rpc roomcast.v1.AdminService.GetAlerts
+   */
+  getAlerts: {
+    methodKind: "unary";
+    input: typeof GetAlertsRequestSchema;
+    output: typeof GetAlertsResponseSchema;
+  },
+  /**
+   * Empty the alert log. Firing alerts stay (they describe the present)
+   * unless `include_firing` is set; a condition that still holds then fires
+   * again at the next sample. Platform-level callers only.
+   *
+   * @generated from rpc roomcast.v1.AdminService.ClearAlerts
+   */
+  clearAlerts: {
+    methodKind: "unary";
+    input: typeof ClearAlertsRequestSchema;
+    output: typeof ClearAlertsResponseSchema;
+  },
+  /**
+   * A backend reports what a user did. It is published as event
+   * `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
+   * tenant's activity; super admins may follow every tenant's with the
+   * pattern `tenant.*.admins`) and counted in the metrics. Services only: a
+   * tenant's services for their tenant, platform services naming it.
+   *
+   * @generated from rpc roomcast.v1.AdminService.TrackActivity
+   */
+  trackActivity: {
+    methodKind: "unary";
+    input: typeof TrackActivityRequestSchema;
+    output: typeof TrackActivityResponseSchema;
+  },
+  /**
+   * Close a user's live WebSocket connections (all of them, or one) with
+   * close code 4001: the client must get a new token before it reconnects.
+   * Services of the user's tenant, and platform-level callers.
+   *
+   * @generated from rpc roomcast.v1.AdminService.DisconnectUser
+   */
+  disconnectUser: {
+    methodKind: "unary";
+    input: typeof DisconnectUserRequestSchema;
+    output: typeof DisconnectUserResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_roomcast_v1_admin, 0);

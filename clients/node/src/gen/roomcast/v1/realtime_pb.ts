@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file roomcast/v1/realtime.proto.
  */
 export const file_roomcast_v1_realtime: GenFile = /*@__PURE__*/
-  fileDesc("Chpyb29tY2FzdC92MS9yZWFsdGltZS5wcm90bxILcm9vbWNhc3QudjEimQEKDlB1Ymxpc2hSZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFZXZlbnQYAiABKAkSKAoHcGF5bG9hZBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJdGVuYW50X2lkGAQgASgJEhQKDHNraXBfaGlzdG9yeRgFIAEoCBIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkiTwoPUHVibGlzaFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCRIKCgJpZBgDIAEoCRIRCglkdXBsaWNhdGUYBCABKAgiQgoTUHVibGlzaEJhdGNoUmVxdWVzdBIrCgZldmVudHMYASADKAsyGy5yb29tY2FzdC52MS5QdWJsaXNoUmVxdWVzdCJIChRQdWJsaXNoQmF0Y2hSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8ucm9vbWNhc3QudjEuUHVibGlzaEJhdGNoUmVzdWx0In0KElB1Ymxpc2hCYXRjaFJlc3VsdBIxCglwdWJsaXNoZWQYASABKAsyHC5yb29tY2FzdC52MS5QdWJsaXNoUmVzcG9uc2VIABIqCgVlcnJvchgCIAEoCzIZLnJvb21jYXN0LnYxLlB1Ymxpc2hFcnJvckgAQggKBnJlc3VsdCItCgxQdWJsaXNoRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIrgBChBTdWJzY3JpYmVSZXF1ZXN0Eg0KBXJvb21zGAEgAygJEjcKBXNpbmNlGAIgAygLMigucm9vbWNhc3QudjEuU3Vic2NyaWJlUmVxdWVzdC5TaW5jZUVudHJ5EhEKCXRlbmFudF9pZBgDIAEoCRpJCgpTaW5jZUVudHJ5EgsKA2tleRgBIAEoCRIqCgV2YWx1ZRgCIAEoCzIbLnJvb21jYXN0LnYxLlN0cmVhbVBvc2l0aW9uOgI4ASKNAQoRU3Vic2NyaWJlUmVzcG9uc2USIgoGZXZlbnRzGAEgAygLMhIucm9vbWNhc3QudjEuRXZlbnQSJwoIcmVjb3ZlcnkYAiABKAsyFS5yb29tY2FzdC52MS5SZWNvdmVyeRIrCgpzdWJzY3JpYmVkGAMgASgLMhcucm9vbWNhc3QudjEuU3Vic2NyaWJlZCJ9CghSZWNvdmVyeRIMCgRyb29tGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIRCglyZWNvdmVyZWQYAyABKAgSLQoIcG9zaXRpb24YBCABKAsyGy5yb29tY2FzdC52MS5TdHJlYW1Qb3NpdGlvbhIOCgZyZWFzb24YBSABKAkiGwoKU3Vic2NyaWJlZBINCgVyb29tcxgBIAMoCSJoCg9Kb2luUm9vbVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSEQoHdXNlcl9pZBgDIAEoCUgAEhcKDWNvbm5lY3Rpb25faWQYBCABKAlIAEIICgZ0YXJnZXQiJwoQSm9pblJvb21SZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJpChBMZWF2ZVJvb21SZXF1ZXN0EgwKBHJvb20YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEhEKB3VzZXJfaWQYAyABKAlIABIXCg1jb25uZWN0aW9uX2lkGAQgASgJSABCCAoGdGFyZ2V0IigKEUxlYXZlUm9vbVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNIhMKEUdldE1ldHJpY3NSZXF1ZXN0IswCChJHZXRNZXRyaWNzUmVzcG9uc2USKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbm9kZV9pZBgCIAEoCRIWCg51cHRpbWVfc2Vjb25kcxgDIAEoARIqCgZzeXN0ZW0YBCABKAsyGi5yb29tY2FzdC52MS5TeXN0ZW1NZXRyaWNzEhMKC2Nvbm5lY3Rpb25zGAUgASgEEhUKDXN1YnNjcmlwdGlvbnMYBiABKAQSDQoFcm9vbXMYByABKAQSHgoWbWVzc2FnZXNfaW5fcGVyX3NlY29uZBgIIAEoARIfChdtZXNzYWdlc19vdXRfcGVyX3NlY29uZBgJIAEoARI7ChJwdWJsaXNoX3RvX2RlbGl2ZXIYCiABKAsyHy5yb29tY2FzdC52MS5MYXRlbmN5UGVyY2VudGlsZXMitQEKDVN5c3RlbU1ldHJpY3MSEwoLY3B1X3BlcmNlbnQYASABKAESFgoObWVtb3J5X3BlcmNlbnQYAiABKAESFwoPbG9hZF9hdmVyYWdlXzFtGAMgASgBEhcKD2xvYWRfYXZlcmFnZV81bRgEIAEoARIYChBsb2FkX2F2ZXJhZ2VfMTVtGAUgASgBEhkKEXByb2Nlc3NfcnNzX2J5dGVzGAYgASgEEhAKCG9wZW5fZmRzGAcgASgEIlMKEkxhdGVuY3lQZXJjZW50aWxlcxIOCgZwNTBfbXMYASABKAESDgoGcDk1X21zGAIgASgBEg4KBnA5OV9tcxgDIAEoARINCgVjb3VudBgEIAEoBDLeAwoPUmVhbHRpbWVTZXJ2aWNlEkQKB1B1Ymxpc2gSGy5yb29tY2FzdC52MS5QdWJsaXNoUmVxdWVzdBocLnJvb21jYXN0LnYxLlB1Ymxpc2hSZXNwb25zZRJTCgxQdWJsaXNoQmF0Y2gSIC5yb29tY2FzdC52MS5QdWJsaXNoQmF0Y2hSZXF1ZXN0GiEucm9vbWNhc3QudjEuUHVibGlzaEJhdGNoUmVzcG9uc2USTAoJU3Vic2NyaWJlEh0ucm9vbWNhc3QudjEuU3Vic2NyaWJlUmVxdWVzdBoeLnJvb21jYXN0LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESRwoISm9pblJvb20SHC5yb29tY2FzdC52MS5Kb2luUm9vbVJlcXVlc3QaHS5yb29tY2FzdC52MS5Kb2luUm9vbVJlc3BvbnNlEkoKCUxlYXZlUm9vbRIdLnJvb21jYXN0LnYxLkxlYXZlUm9vbVJlcXVlc3QaHi5yb29tY2FzdC52MS5MZWF2ZVJvb21SZXNwb25zZRJNCgpHZXRNZXRyaWNzEh4ucm9vbWNhc3QudjEuR2V0TWV0cmljc1JlcXVlc3QaHy5yb29tY2FzdC52MS5HZXRNZXRyaWNzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_roomcast_v1_event]);
+  fileDesc("Chpyb29tY2FzdC92MS9yZWFsdGltZS5wcm90bxILcm9vbWNhc3QudjEimQEKDlB1Ymxpc2hSZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFZXZlbnQYAiABKAkSKAoHcGF5bG9hZBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJdGVuYW50X2lkGAQgASgJEhQKDHNraXBfaGlzdG9yeRgFIAEoCBIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAkiTwoPUHVibGlzaFJlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBINCgVlcG9jaBgCIAEoCRIKCgJpZBgDIAEoCRIRCglkdXBsaWNhdGUYBCABKAgiQgoTUHVibGlzaEJhdGNoUmVxdWVzdBIrCgZldmVudHMYASADKAsyGy5yb29tY2FzdC52MS5QdWJsaXNoUmVxdWVzdCJIChRQdWJsaXNoQmF0Y2hSZXNwb25zZRIwCgdyZXN1bHRzGAEgAygLMh8ucm9vbWNhc3QudjEuUHVibGlzaEJhdGNoUmVzdWx0In0KElB1Ymxpc2hCYXRjaFJlc3VsdBIxCglwdWJsaXNoZWQYASABKAsyHC5yb29tY2FzdC52MS5QdWJsaXNoUmVzcG9uc2VIABIqCgVlcnJvchgCIAEoCzIZLnJvb21jYXN0LnYxLlB1Ymxpc2hFcnJvckgAQggKBnJlc3VsdCItCgxQdWJsaXNoRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIrgBChBTdWJzY3JpYmVSZXF1ZXN0Eg0KBXJvb21zGAEgAygJEjcKBXNpbmNlGAIgAygLMigucm9vbWNhc3QudjEuU3Vic2NyaWJlUmVxdWVzdC5TaW5jZUVudHJ5EhEKCXRlbmFudF9pZBgDIAEoCRpJCgpTaW5jZUVudHJ5EgsKA2tleRgBIAEoCRIqCgV2YWx1ZRgCIAEoCzIbLnJvb21jYXN0LnYxLlN0cmVhbVBvc2l0aW9uOgI4ASKNAQoRU3Vic2NyaWJlUmVzcG9uc2USIgoGZXZlbnRzGAEgAygLMhIucm9vbWNhc3QudjEuRXZlbnQSJwoIcmVjb3ZlcnkYAiABKAsyFS5yb29tY2FzdC52MS5SZWNvdmVyeRIrCgpzdWJzY3JpYmVkGAMgASgLMhcucm9vbWNhc3QudjEuU3Vic2NyaWJlZCJ9CghSZWNvdmVyeRIMCgRyb29tGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIRCglyZWNvdmVyZWQYAyABKAgSLQoIcG9zaXRpb24YBCABKAsyGy5yb29tY2FzdC52MS5TdHJlYW1Qb3NpdGlvbhIOCgZyZWFzb24YBSABKAkiGwoKU3Vic2NyaWJlZBINCgVyb29tcxgBIAMoCSJoCg9Kb2luUm9vbVJlcXVlc3QSDAoEcm9vbRgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSEQoHdXNlcl9pZBgDIAEoCUgAEhcKDWNvbm5lY3Rpb25faWQYBCABKAlIAEIICgZ0YXJnZXQiJwoQSm9pblJvb21SZXNwb25zZRITCgtjb25uZWN0aW9ucxgBIAEoDSJpChBMZWF2ZVJvb21SZXF1ZXN0EgwKBHJvb20YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEhEKB3VzZXJfaWQYAyABKAlIABIXCg1jb25uZWN0aW9uX2lkGAQgASgJSABCCAoGdGFyZ2V0IigKEUxlYXZlUm9vbVJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNIiQKEUdldE1ldHJpY3NSZXF1ZXN0Eg8KB2NsdXN0ZXIYASABKAgipgcKEkdldE1ldHJpY3NSZXNwb25zZRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdub2RlX2lkGAIgASgJEhYKDnVwdGltZV9zZWNvbmRzGAMgASgBEioKBnN5c3RlbRgEIAEoCzIaLnJvb21jYXN0LnYxLlN5c3RlbU1ldHJpY3MSEwoLY29ubmVjdGlvbnMYBSABKAQSFQoNc3Vic2NyaXB0aW9ucxgGIAEoBBINCgVyb29tcxgHIAEoBBIeChZtZXNzYWdlc19pbl9wZXJfc2Vjb25kGAggASgBEh8KF21lc3NhZ2VzX291dF9wZXJfc2Vjb25kGAkgASgBEjsKEnB1Ymxpc2hfdG9fZGVsaXZlchgKIAEoCzIfLnJvb21jYXN0LnYxLkxhdGVuY3lQZXJjZW50aWxlcxJXChVjb25uZWN0aW9uc19ieV90ZW5hbnQYCyADKAsyOC5yb29tY2FzdC52MS5HZXRNZXRyaWNzUmVzcG9uc2UuQ29ubmVjdGlvbnNCeVRlbmFudEVudHJ5ElYKFWdycGNfY2FsbHNfcGVyX3NlY29uZBgMIAMoCzI3LnJvb21jYXN0LnYxLkdldE1ldHJpY3NSZXNwb25zZS5HcnBjQ2FsbHNQZXJTZWNvbmRFbnRyeRIXCg9ncnBjX2Vycm9yX3JhdGUYDSABKAESNwoOYnJva2VyX3B1Ymxpc2gYDiABKAsyHy5yb29tY2FzdC52MS5MYXRlbmN5UGVyY2VudGlsZXMSHAoUc2xvd19jb25zdW1lcl9jbG9zZXMYDyABKAQSFAoMcmF0ZV9saW1pdGVkGBAgASgEEhQKDGFidXNlX2Nsb3NlcxgRIAEoBBIsCg1sYXJnZXN0X3Jvb21zGBIgAygLMhUucm9vbWNhc3QudjEuUm9vbVNpemUSFQoNZmlyaW5nX2FsZXJ0cxgTIAEoDRIVCg1icm9rZXJfcnR0X21zGBQgASgBEhUKDWF1dGhfZmFpbHVyZXMYFSABKAQSEgoKYWN0aXZpdGllcxgWIAEoBBINCgVub2RlcxgXIAMoCRo6ChhDb25uZWN0aW9uc0J5VGVuYW50RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgEOgI4ARo5ChdHcnBjQ2FsbHNQZXJTZWNvbmRFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAE6AjgBIjwKCFJvb21TaXplEgwKBG5hbWUYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEg8KB21lbWJlcnMYAyABKAQitQEKDVN5c3RlbU1ldHJpY3MSEwoLY3B1X3BlcmNlbnQYASABKAESFgoObWVtb3J5X3BlcmNlbnQYAiABKAESFwoPbG9hZF9hdmVyYWdlXzFtGAMgASgBEhcKD2xvYWRfYXZlcmFnZV81bRgEIAEoARIYChBsb2FkX2F2ZXJhZ2VfMTVtGAUgASgBEhkKEXByb2Nlc3NfcnNzX2J5dGVzGAYgASgEEhAKCG9wZW5fZmRzGAcgASgEIlMKEkxhdGVuY3lQZXJjZW50aWxlcxIOCgZwNTBfbXMYASABKAESDgoGcDk1X21zGAIgASgBEg4KBnA5OV9tcxgDIAEoARINCgVjb3VudBgEIAEoBDLeAwoPUmVhbHRpbWVTZXJ2aWNlEkQKB1B1Ymxpc2gSGy5yb29tY2FzdC52MS5QdWJsaXNoUmVxdWVzdBocLnJvb21jYXN0LnYxLlB1Ymxpc2hSZXNwb25zZRJTCgxQdWJsaXNoQmF0Y2gSIC5yb29tY2FzdC52MS5QdWJsaXNoQmF0Y2hSZXF1ZXN0GiEucm9vbWNhc3QudjEuUHVibGlzaEJhdGNoUmVzcG9uc2USTAoJU3Vic2NyaWJlEh0ucm9vbWNhc3QudjEuU3Vic2NyaWJlUmVxdWVzdBoeLnJvb21jYXN0LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESRwoISm9pblJvb20SHC5yb29tY2FzdC52MS5Kb2luUm9vbVJlcXVlc3QaHS5yb29tY2FzdC52MS5Kb2luUm9vbVJlc3BvbnNlEkoKCUxlYXZlUm9vbRIdLnJvb21jYXN0LnYxLkxlYXZlUm9vbVJlcXVlc3QaHi5yb29tY2FzdC52MS5MZWF2ZVJvb21SZXNwb25zZRJNCgpHZXRNZXRyaWNzEh4ucm9vbWNhc3QudjEuR2V0TWV0cmljc1JlcXVlc3QaHy5yb29tY2FzdC52MS5HZXRNZXRyaWNzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_roomcast_v1_event]);
 
 /**
  * One event to publish.
@@ -533,6 +533,14 @@ export const LeaveRoomResponseSchema: GenMessage<LeaveRoomResponse> = /*@__PURE_
  * @generated from message roomcast.v1.GetMetricsRequest
  */
 export type GetMetricsRequest = Message<"roomcast.v1.GetMetricsRequest"> & {
+  /**
+   * Aggregate every node of the cluster (with a shared broker) instead of
+   * answering for the node that took the call. A single node answers for
+   * itself either way.
+   *
+   * @generated from field: bool cluster = 1;
+   */
+  cluster: boolean;
 };
 
 /**
@@ -613,11 +621,105 @@ export type GetMetricsResponse = Message<"roomcast.v1.GetMetricsResponse"> & {
   messagesOutPerSecond: number;
 
   /**
-   * Time from accepting an event to handing it to a subscriber's stream.
+   * Time from accepting an event to writing it to a subscriber's stream or
+   * connection.
    *
    * @generated from field: roomcast.v1.LatencyPercentiles publish_to_deliver = 10;
    */
   publishToDeliver?: LatencyPercentiles | undefined;
+
+  /**
+   * Open connections per tenant ("" for platform-level principals).
+   *
+   * @generated from field: map<string, uint64> connections_by_tenant = 11;
+   */
+  connectionsByTenant: { [key: string]: bigint };
+
+  /**
+   * gRPC calls per second by method name (for example "Publish"), since
+   * the previous snapshot.
+   *
+   * @generated from field: map<string, double> grpc_calls_per_second = 12;
+   */
+  grpcCallsPerSecond: { [key: string]: number };
+
+  /**
+   * Share of gRPC calls since the previous snapshot that ended with an
+   * error status (0 to 1).
+   *
+   * @generated from field: double grpc_error_rate = 13;
+   */
+  grpcErrorRate: number;
+
+  /**
+   * Time the broker took to accept a publish.
+   *
+   * @generated from field: roomcast.v1.LatencyPercentiles broker_publish = 14;
+   */
+  brokerPublish?: LatencyPercentiles | undefined;
+
+  /**
+   * Connections and streams closed for falling behind, since start.
+   *
+   * @generated from field: uint64 slow_consumer_closes = 15;
+   */
+  slowConsumerCloses: bigint;
+
+  /**
+   * Frames refused by a rate limit, since start.
+   *
+   * @generated from field: uint64 rate_limited = 16;
+   */
+  rateLimited: bigint;
+
+  /**
+   * Connections closed for sustained abuse (4101), since start.
+   *
+   * @generated from field: uint64 abuse_closes = 17;
+   */
+  abuseCloses: bigint;
+
+  /**
+   * The rooms with the most members, largest first (at most 10).
+   *
+   * @generated from field: repeated roomcast.v1.RoomSize largest_rooms = 18;
+   */
+  largestRooms: RoomSize[];
+
+  /**
+   * Alerts firing now.
+   *
+   * @generated from field: uint32 firing_alerts = 19;
+   */
+  firingAlerts: number;
+
+  /**
+   * Broker round trip (a ping), milliseconds; 0 for the memory broker.
+   *
+   * @generated from field: double broker_rtt_ms = 20;
+   */
+  brokerRttMs: number;
+
+  /**
+   * Failed authentications since start, over gRPC and WebSocket.
+   *
+   * @generated from field: uint64 auth_failures = 21;
+   */
+  authFailures: bigint;
+
+  /**
+   * Activity reports (TrackActivity) since start.
+   *
+   * @generated from field: uint64 activities = 22;
+   */
+  activities: bigint;
+
+  /**
+   * The nodes the snapshot covers (one, unless `cluster` was asked).
+   *
+   * @generated from field: repeated string nodes = 23;
+   */
+  nodes: string[];
 };
 
 /**
@@ -626,6 +728,41 @@ export type GetMetricsResponse = Message<"roomcast.v1.GetMetricsResponse"> & {
  */
 export const GetMetricsResponseSchema: GenMessage<GetMetricsResponse> = /*@__PURE__*/
   messageDesc(file_roomcast_v1_realtime, 15);
+
+/**
+ * A room and its size.
+ *
+ * @generated from message roomcast.v1.RoomSize
+ */
+export type RoomSize = Message<"roomcast.v1.RoomSize"> & {
+  /**
+   * Room name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Tenant of the room; empty for rooms of no tenant.
+   *
+   * @generated from field: string tenant_id = 2;
+   */
+  tenantId: string;
+
+  /**
+   * Live connections in the room.
+   *
+   * @generated from field: uint64 members = 3;
+   */
+  members: bigint;
+};
+
+/**
+ * Describes the message roomcast.v1.RoomSize.
+ * Use `create(RoomSizeSchema)` to create a new message.
+ */
+export const RoomSizeSchema: GenMessage<RoomSize> = /*@__PURE__*/
+  messageDesc(file_roomcast_v1_realtime, 16);
 
 /**
  * System figures sampled with psutil.
@@ -688,7 +825,7 @@ export type SystemMetrics = Message<"roomcast.v1.SystemMetrics"> & {
  * Use `create(SystemMetricsSchema)` to create a new message.
  */
 export const SystemMetricsSchema: GenMessage<SystemMetrics> = /*@__PURE__*/
-  messageDesc(file_roomcast_v1_realtime, 16);
+  messageDesc(file_roomcast_v1_realtime, 17);
 
 /**
  * Latency percentiles in milliseconds.
@@ -730,7 +867,7 @@ export type LatencyPercentiles = Message<"roomcast.v1.LatencyPercentiles"> & {
  * Use `create(LatencyPercentilesSchema)` to create a new message.
  */
 export const LatencyPercentilesSchema: GenMessage<LatencyPercentiles> = /*@__PURE__*/
-  messageDesc(file_roomcast_v1_realtime, 17);
+  messageDesc(file_roomcast_v1_realtime, 18);
 
 /**
  * RealtimeService is how backend services publish to rooms, follow rooms, and

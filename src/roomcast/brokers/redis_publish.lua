@@ -1,0 +1,84 @@
+-- Publish events of one room: offsets, history, idempotency and the message,
+-- atomically (Redis runs one script at a time), so nodes publishing to one
+-- room concurrently never produce duplicate or out-of-order offsets.
+--
+-- KEYS[1] meta hash, KEYS[2] log stream, KEYS[3..] idempotency keys
+-- ARGV  1 PUBLISH or SPUBLISH       2 room channel     3 feed channel or ""
+--       4 epoch for a new room      5 history size     6 history ttl (ms)
+--       7 meta ttl (ms)             8 idempotency ttl (ms)
+--       9 room key                 10 event count
+--       then per event: id, body, accepted_ns, skip history ("1"/"0"),
+--       index of its idempotency key in KEYS (0: none), envelope flags
+-- Returns per event: duplicate (0/1), offset, epoch, id.
+--
+-- The message is "v1 <offset> <epoch> <accepted_ns> <flags> <room key>\n<body>"
+-- (redis_envelope.py). accepted_ns stays a string: Lua numbers are doubles.
+
+local meta, log = KEYS[1], KEYS[2]
+local publish, channel, feed = ARGV[1], ARGV[2], ARGV[3]
+local size, ttl = tonumber(ARGV[5]), ARGV[6]
+local meta_ttl, idempotency_ttl = ARGV[7], ARGV[8]
+local room, count = ARGV[9], tonumber(ARGV[10])
+
+local state = redis.call('HMGET', meta, 'epoch', 'top')
+local epoch, top = state[1], tonumber(state[2])
+if not epoch then
+  -- A new room, or one whose position expired or was lost: a new epoch,
+  -- and no history of an old epoch may be served under it.
+  epoch, top = ARGV[4], 0
+  redis.call('DEL', log)
+end
+
+-- A cluster has no sharded pattern subscription: events also go to their
+-- slot's feed channel, but only while a node follows patterns on this shard.
+local to_feed = feed ~= '' and redis.call('PUBSUB', 'SHARDNUMSUB', feed)[2] > 0
+local now = redis.call('TIME')
+local stored_at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
+
+local results = {}
+local stored = false
+for i = 0, count - 1 do
+  local at = 11 + i * 6
+  local id, body, accepted_ns = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local skip, key_index, flags = ARGV[at + 3], tonumber(ARGV[at + 4]), ARGV[at + 5]
+  local earlier = key_index > 0 and redis.call('GET', KEYS[key_index])
+  if earlier then
+    -- "<offset> <epoch> <id>" of the first publish with this key.
+    local first_offset, first_epoch, first_id = string.match(earlier, '^(%d+) (%S*) (.*)$')
+    results[#results + 1] = 1
+    results[#results + 1] = tonumber(first_offset)
+    results[#results + 1] = first_epoch
+    results[#results + 1] = first_id
+  else
+    local offset = 0
+    if skip == '0' and size > 0 then
+      top = top + 1
+      offset = top
+      redis.call('XADD', log, 'MAXLEN', '~', size, string.format('%d-0', offset),
+        'd', body, 't', stored_at)
+      stored = true
+    end
+    local text = string.format('%d', offset)
+    local message = 'v1 ' .. text .. ' ' .. epoch .. ' ' .. accepted_ns .. ' ' .. flags .. ' '
+      .. room .. '\n' .. body
+    redis.call(publish, channel, message)
+    if to_feed then
+      redis.call(publish, feed, message)
+    end
+    if key_index > 0 then
+      redis.call('SET', KEYS[key_index], text .. ' ' .. epoch .. ' ' .. id, 'PX', idempotency_ttl)
+    end
+    results[#results + 1] = 0
+    results[#results + 1] = offset
+    results[#results + 1] = epoch
+    results[#results + 1] = id
+  end
+end
+
+redis.call('HSET', meta, 'epoch', epoch, 'top', string.format('%d', top),
+  'size', ARGV[5], 'ttl', ttl)
+redis.call('PEXPIRE', meta, meta_ttl)
+if stored then
+  redis.call('PEXPIRE', log, ttl)
+end
+return results

@@ -1,0 +1,184 @@
+"""The broker's Lua scripts: how to call them, and what their replies mean.
+
+Scripts run by SHA (``EVALSHA``) with the source as fallback. Redis caches
+a script by the SHA1 of its source; the SHA is computed here, so nothing
+needs loading up front: a server that does not know the script yet (new,
+restarted, flushed, or a new cluster primary) answers NOSCRIPT once, and
+the call is repeated with ``EVAL``, which also caches it there.
+
+The argument layouts are documented at the top of each ``.lua`` file;
+building and reading them is pure and lives here, next to nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+from redis.exceptions import NoScriptError
+
+from ..history import new_epoch
+from ..rooms import Room
+from .broker import Draft, Published
+from .redis_clients import CommandClient
+from .redis_envelope import SIGNAL
+from .redis_keys import KeySpace
+
+__all__ = [
+    "MAX_OFFSET",
+    "PUBLISH",
+    "READ",
+    "Call",
+    "PublishOptions",
+    "ReadReply",
+    "Script",
+    "milliseconds",
+    "publish_call",
+    "published",
+    "read_call",
+    "read_reply",
+    "unknown_script",
+]
+
+Arguments = Sequence[str | bytes | int]
+# Keys, then arguments, of one script run.
+Call = tuple[list[str], list[Any]]
+# Lua numbers are doubles: offsets beyond this would not be exact (and no
+# room gets there).
+MAX_OFFSET = 2**53 - 1
+
+
+class Script:
+    """One Lua script of this package.
+
+    Args:
+        filename: the ``.lua`` file beside this module.
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.source = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+    async def run(self, client: CommandClient, keys: Sequence[str], args: Arguments) -> Any:
+        """Run it on the shard of ``keys`` (the first key decides in a cluster)."""
+        try:
+            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
+    def queue(
+        self, pipeline: Pipeline | ClusterPipeline, keys: Sequence[str], args: Arguments
+    ) -> None:
+        """Add a run by SHA to ``pipeline`` (:func:`unknown_script` tells NOSCRIPT replies)."""
+        pipeline.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def queue_source(
+        self, pipeline: Pipeline | ClusterPipeline, keys: Sequence[str], args: Arguments
+    ) -> None:
+        """Add a run by source (after NOSCRIPT) to ``pipeline``."""
+        pipeline.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
+
+def unknown_script(result: object) -> bool:
+    """Whether a pipelined result is NOSCRIPT (the script did not run)."""
+    return isinstance(result, NoScriptError)
+
+
+PUBLISH = Script("redis_publish.lua")
+READ = Script("redis_read.lua")
+
+
+def milliseconds(seconds: float) -> int:
+    """A duration for Redis (``PX``, ``PEXPIRE``): whole milliseconds, at least 1."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOptions:
+    """What every publish of one broker passes the same.
+
+    Attributes:
+        sharded: a Redis Cluster (``SPUBLISH``, and the slot's feed channel).
+        position_ms: how long a room's position outlives its history.
+        idempotency_ms: how long an idempotency key is remembered.
+    """
+
+    sharded: bool
+    position_ms: int
+    idempotency_ms: int
+
+
+def publish_call(keys: KeySpace, drafts: Sequence[Draft], options: PublishOptions) -> Call:
+    """One run of ``redis_publish.lua`` for drafts of one room, in order."""
+    room = drafts[0].room
+    retention = drafts[-1].retention
+    names = [keys.meta(room.key), keys.log(room.key)]
+    ttl_ms = milliseconds(retention.ttl)
+    args: list[Any] = [
+        b"SPUBLISH" if options.sharded else b"PUBLISH",
+        keys.channel(room.key),
+        keys.feed_of(room) if options.sharded else b"",
+        new_epoch(),
+        max(retention.size, 0),
+        ttl_ms,
+        ttl_ms + options.position_ms,
+        options.idempotency_ms,
+        room.key,
+        len(drafts),
+    ]
+    for draft in drafts:
+        index = 0
+        if draft.idempotency_key:
+            names.append(keys.idempotency(room.key, draft.idempotency_key))
+            index = len(names)
+        # Signals are never stored, whatever the draft says.
+        skip = 1 if draft.skip_history or draft.signal else 0
+        flags = SIGNAL if draft.signal else 0
+        args += (draft.id, draft.body, draft.accepted_ns, skip, index, flags)
+    return names, args
+
+
+def published(reply: Sequence[Any]) -> list[Published]:
+    """The results of a publish run, one per draft."""
+    return [
+        Published(reply[i + 3].decode(), reply[i + 1], reply[i + 2].decode(), bool(reply[i]))
+        for i in range(0, len(reply), 4)
+    ]
+
+
+def read_call(keys: KeySpace, room: Room, first: int, limit: int, size: int, ttl_ms: int) -> Call:
+    """One run of ``redis_read.lua``: events from offset ``first`` on, at most ``limit``.
+
+    ``size`` and ``ttl_ms`` of -1 use the retention stored with the room.
+    """
+    names = [keys.meta(room.key), keys.log(room.key)]
+    return names, [min(first, MAX_OFFSET), limit, size, ttl_ms]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReply:
+    """What ``redis_read.lua`` answered.
+
+    Attributes:
+        epoch: the room's epoch ("" for a room Redis does not know).
+        top: its newest offset.
+        oldest: the oldest offset held (``top + 1`` when none).
+        entries: ``(offset, body)`` of the events read, oldest first.
+    """
+
+    epoch: str
+    top: int
+    oldest: int
+    entries: list[tuple[int, bytes]]
+
+
+def read_reply(reply: Sequence[Any]) -> ReadReply:
+    """Parse a reply of ``redis_read.lua``."""
+    entries = [(reply[i], reply[i + 1]) for i in range(3, len(reply), 2)]
+    return ReadReply(reply[0].decode(), reply[1], reply[2], entries)

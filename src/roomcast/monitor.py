@@ -1,0 +1,174 @@
+"""The node watching itself: samples, alerts, and the rooms they stream into.
+
+Every ``metrics_interval`` the monitor takes a metrics snapshot, judges it
+against the alert rules, and publishes — as the server itself, a platform
+service — ``metrics.snapshot`` to ``performance.dashboard`` and
+``platform.health``, and each alert that fired or resolved as
+``platform.alert`` to ``platform.health`` (tenant alerts also to
+``tenant.{t}.admins``). Any authorised WebSocket member or gRPC subscriber
+can follow them; ``GetMetrics`` and ``/metrics`` read the same figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.struct_pb2 import Struct
+
+from .auth import Principal, Role
+from .errors import RoomcastError
+from .metrics import Alert, Alerts, Gauges, RoomSize, Snapshot, Thresholds, default_rules
+from .metrics.collector import snapshot_json
+from .rooms import Room
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["SERVER", "Monitor", "alert_json"]
+
+log = logging.getLogger(__name__)
+
+#: The principal the server publishes as: a platform service named "roomcast".
+SERVER = Principal("roomcast", None, frozenset({Role.SERVICE}), math.inf)
+LARGEST_ROOMS = 10
+# A broker that does not answer a health check within this long is unreachable.
+HEALTH_TIMEOUT = 2.0
+
+
+def alert_json(alert: Alert, node_id: str) -> dict[str, Any]:
+    """An alert as the payload of a ``platform.alert`` event."""
+    payload: dict[str, Any] = {
+        "id": alert.id,
+        "rule": alert.rule,
+        "severity": str(alert.severity),
+        "state": "firing" if alert.firing else "resolved",
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "started_at": alert.started_at,
+        "message": alert.message,
+        "node_id": node_id,
+    }
+    if alert.tenant_id:
+        payload["tenant_id"] = alert.tenant_id
+    if alert.resolved_at is not None:
+        payload["resolved_at"] = alert.resolved_at
+    return payload
+
+
+class _Event:
+    """A server-made event, in the shape ``Node.publish`` takes."""
+
+    __slots__ = ("event", "payload", "room", "tenant_id")
+
+    skip_history = False
+    idempotency_key = ""
+
+    def __init__(self, room: str, event: str, data: Mapping[str, Any], tenant_id: str = "") -> None:
+        self.room = room
+        self.event = event
+        self.payload = Struct()
+        self.payload.update(data)
+        self.tenant_id = tenant_id
+
+
+class Monitor:
+    """Samples the node, raises alerts, and publishes both.
+
+    Args:
+        node: the node to watch.
+    """
+
+    def __init__(self, node: Node) -> None:
+        settings = node.settings
+        self.node = node
+        self.alerts = Alerts(
+            default_rules(
+                Thresholds(
+                    cpu_percent=settings.alert_cpu_percent,
+                    cpu_samples=settings.alert_cpu_samples,
+                    memory_percent=settings.alert_memory_percent,
+                    latency_p99_ms=settings.alert_latency_p99_ms,
+                    error_rate=settings.alert_error_rate,
+                    max_connections=settings.alert_max_connections,
+                    tenant_connections=settings.alert_tenant_connections,
+                )
+            ),
+            id_prefix=settings.node_id,
+        )
+        self.broker_healthy = True
+        self.broker_rtt = 0.0
+
+    def gauges(self) -> Gauges:
+        """What the node holds now."""
+        node = self.node
+        presence = node.presence
+        room_keys = set(presence.room_keys()) | {r.key for r in node.hub.rooms()}
+        largest = heapq.nlargest(LARGEST_ROOMS, presence.room_keys(), key=presence.member_count)
+        return Gauges(
+            connections=len(node.sessions),
+            connections_by_tenant={
+                tenant or "": count for tenant, count in node.sessions.by_tenant().items()
+            },
+            subscriptions=node.streams,
+            rooms=len(room_keys),
+            largest_rooms=[
+                RoomSize(room.name, room.tenant or "", presence.member_count(key))
+                for key in largest
+                for room in (Room.from_key(key),)
+            ],
+            firing_alerts=len(self.alerts.firing()),
+            broker_rtt=self.broker_rtt,
+            broker_healthy=self.broker_healthy,
+        )
+
+    def sample(self) -> Snapshot:
+        """Take a snapshot now (without publishing it)."""
+        return self.node.metrics.sample(self.gauges())
+
+    async def run(self) -> None:
+        """Sample, judge and publish every interval, until cancelled."""
+        while True:
+            await asyncio.sleep(self.node.settings.metrics_interval)
+            await self.tick()
+
+    async def tick(self) -> None:
+        """One round: check the broker, sample, judge, publish."""
+        started = time.perf_counter()
+        try:
+            healthy = await asyncio.wait_for(self.node.broker.healthy(), HEALTH_TIMEOUT)
+        except (TimeoutError, RoomcastError, OSError):
+            healthy = False
+        self.broker_healthy, self.broker_rtt = healthy, time.perf_counter() - started
+        snapshot = self.sample()
+        changed = self.alerts.evaluate(snapshot, time.time())
+        payload = snapshot_json(snapshot)
+        await self._publish("performance.dashboard", "metrics.snapshot", payload)
+        await self._publish("platform.health", "metrics.snapshot", payload)
+        for alert in changed:
+            log.warning(
+                "alert %s %s: %s",
+                alert.rule,
+                "fired" if alert.firing else "resolved",
+                alert.message,
+            )
+            data = alert_json(alert, self.node.settings.node_id)
+            await self._publish("platform.health", "platform.alert", data)
+            if alert.tenant_id:
+                await self._publish(
+                    f"tenant.{alert.tenant_id}.admins", "platform.alert", data, alert.tenant_id
+                )
+
+    async def _publish(
+        self, room: str, event: str, data: Mapping[str, Any], tenant_id: str = ""
+    ) -> None:
+        try:
+            await self.node.publish(SERVER, _Event(room, event, data, tenant_id))
+        except RoomcastError as error:
+            # A broker outage is itself an alert; the next tick tries again.
+            log.info("could not publish %s to %s: %s", event, room, error.message)
