@@ -148,8 +148,8 @@ class Monitor:
         snapshot = self.sample()
         changed = self.alerts.evaluate(snapshot, time.time())
         payload = snapshot_json(snapshot)
-        await self._publish("performance.dashboard", "metrics.snapshot", payload)
-        await self._publish("platform.health", "metrics.snapshot", payload)
+        await self.publish_event("performance.dashboard", "metrics.snapshot", payload)
+        await self.publish_event("platform.health", "metrics.snapshot", payload)
         for alert in changed:
             log.warning(
                 "alert %s %s: %s",
@@ -158,15 +158,16 @@ class Monitor:
                 alert.message,
             )
             data = alert_json(alert, self.node.settings.node_id)
-            await self._publish("platform.health", "platform.alert", data)
+            await self.publish_event("platform.health", "platform.alert", data)
             if alert.tenant_id:
-                await self._publish(
+                await self.publish_event(
                     f"tenant.{alert.tenant_id}.admins", "platform.alert", data, alert.tenant_id
                 )
 
-    async def _publish(
+    async def publish_event(
         self, room: str, event: str, data: Mapping[str, Any], tenant_id: str = ""
     ) -> None:
+        """Publish an event as the server itself; a failure is logged, not raised."""
         try:
             await self.node.publish(SERVER, _Event(room, event, data, tenant_id))
         except RoomcastError as error:
