@@ -289,7 +289,15 @@ def test_rule_for_takes_the_first_matching_rule() -> None:
 
 def test_builtin_rules_have_the_default_history() -> None:
     for rule in BUILTIN_RULES:
+        if rule.pattern == "performance.dashboard":
+            continue  # below
         assert (rule.history_size, rule.history_ttl) == (DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL)
+
+
+def test_the_dashboard_room_keeps_ten_minutes_of_snapshots() -> None:
+    (rule,) = [r for r in BUILTIN_RULES if r.pattern == "performance.dashboard"]
+    assert rule.history_size * 5.0 >= 600  # one snapshot per 5 s by default
+    assert rule.history_ttl >= 600
 
 
 def test_builtin_presence_is_announced_where_people_gather() -> None:

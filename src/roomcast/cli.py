@@ -29,6 +29,7 @@ from .config import (
 from .errors import ConfigError
 from .server import Endpoints, serve
 from .v1 import event_pb2, realtime_pb2, realtime_pb2_grpc
+from .workers import WORKER_READY, run_workers
 
 __all__ = ["main"]
 
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--jwt-issuer", help="required 'iss' claim")
     serve_cmd.add_argument("--jwt-audience", help="required 'aud' claim")
     serve_cmd.add_argument("--policy", type=Path, help="TOML room policy file")
+    serve_cmd.add_argument(
+        "--workers", type=int, help="node processes sharing the ports (needs --broker redis://)"
+    )
     serve_cmd.add_argument("--config", type=Path, help="TOML settings file")
 
     token_cmd = commands.add_parser("token", help="mint a token from the configured secret")
@@ -131,7 +135,7 @@ Try:
 """
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, argv: Sequence[str]) -> int:
     options = {
         key: getattr(args, key)
         for key in (
@@ -145,6 +149,7 @@ def _serve(args: argparse.Namespace) -> int:
             "jwt_issuer",
             "jwt_audience",
             "policy",
+            "workers",
         )
     }
     settings = Settings.load(options, config_file=args.config)
@@ -156,15 +161,25 @@ def _serve(args: argparse.Namespace) -> int:
             changes["host"] = "127.0.0.1"
         settings = settings.replace(**changes)
 
-    def ready(endpoints: Endpoints) -> None:
-        _tune_collector()
-        if settings.dev and settings.jwt_secret:
+    def announce(endpoints: Endpoints, prefix: str = "roomcast ready:") -> None:
+        if settings.dev and settings.jwt_secret and not settings.worker:
             print(_dev_banner(settings.jwt_secret, endpoints), flush=True)
         print(
-            f"roomcast ready: grpc={endpoints.host}:{endpoints.grpc_port} "
+            f"{prefix} grpc={endpoints.host}:{endpoints.grpc_port} "
             f"http={endpoints.host}:{endpoints.http_port} node={settings.node_id}",
             flush=True,
         )
+
+    if settings.workers > 1 and not settings.worker:
+        return run_workers(
+            settings,
+            argv,
+            lambda grpc_port, http_port: announce(Endpoints(settings.host, grpc_port, http_port)),
+        )
+
+    def ready(endpoints: Endpoints) -> None:
+        _tune_collector()
+        announce(endpoints, WORKER_READY if settings.worker else "roomcast ready:")
 
     _run(serve(settings, on_ready=ready))
     return 0
@@ -273,10 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(arguments)
     try:
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, arguments[1:])
         if args.command == "token":
             return _token(args)
         client = ClientSettings.load({"target": args.target, "token": args.token})

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .security.addresses import parse_networks
 
 __all__ = [
     "DEFAULT_GRPC_PORT",
@@ -73,6 +74,9 @@ class Settings:
     publish_timeout: float = 5.0
     shutdown_grace: float = 10.0
     metrics_interval: float = 5.0
+    # Off: no sampling, no snapshots or alerts, nothing observed on the hot
+    # path (only to measure what metrics cost; docs/benchmarks.md).
+    metrics: bool = True
     # WebSocket bridge (docs/protocol.md).
     ws_auth_timeout: float = 10.0  # seconds to send the auth frame
     ws_heartbeat: float = 25.0  # WebSocket ping interval, also sent to clients
@@ -89,6 +93,13 @@ class Settings:
     max_connections_per_tenant: int = 0  # 0: no limit
     token_expiry_notice: float = 60.0  # token.expiring this long before exp
     cursor_interval: float = 0.05  # at most one cursor update per user and room
+    # With a shared broker: seconds a presence entry counts without a refresh
+    # (the entries of a node that died disappear within this).
+    presence_ttl: float = 60.0
+    # Node processes on this machine sharing the ports (needs a shared broker).
+    workers: int = 1
+    reuse_port: bool = False  # set for workers: several processes bind one port
+    worker: bool = False  # set for workers: this process is one of several
     # /metrics asks for "Authorization: Bearer <metrics_token>" when set.
     metrics_token: str | None = field(default=None, repr=False)
     # Alert thresholds (docs/operations.md); 0 turns a rule off.
@@ -99,6 +110,19 @@ class Settings:
     alert_error_rate: float = 0.05
     alert_max_connections: int = 0
     alert_tenant_connections: int = 0
+    # Security monitoring (docs/operations.md#security-monitoring).
+    # More than failed_login_limit failed authentications from one address
+    # within failed_login_window seconds alert once per window; 0 never alerts.
+    failed_login_limit: int = 5
+    failed_login_window: float = 60.0
+    # A WebSocket user on a network not seen for them this long alerts; 0: off.
+    new_location_days: float = 30.0
+    # Addresses, subjects and users each tracked at most (oldest forgotten).
+    security_max_tracked: int = 10_000
+    # Comma-separated IPs/CIDRs whose X-Forwarded-For is believed; empty: nobody.
+    trusted_proxies: str = ""
+    # A MaxMind-format database: country/city on new-location events (roomcast[geoip]).
+    geoip_database: Path | None = None
 
     @classmethod
     def load(
@@ -172,10 +196,16 @@ class Settings:
             "ws_abuse_limit",
             "ws_send_buffer_bytes",
             "max_connections_per_user",
+            "failed_login_window",
+            "security_max_tracked",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be greater than 0")
+        for name in ("failed_login_limit", "new_location_days"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be 0 (off) or more")
+        parse_networks(self.trusted_proxies)  # names the entry that does not parse
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""

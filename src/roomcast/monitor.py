@@ -16,13 +16,15 @@ import heapq
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from .auth import Principal, Role
-from .errors import RoomcastError
+from .errors import BrokerError, RoomcastError
 from .metrics import Alert, Alerts, Gauges, RoomSize, Snapshot, Thresholds, default_rules
 from .metrics.collector import snapshot_json
 from .rooms import Room
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 #: The principal the server publishes as: a platform service named "roomcast".
 SERVER = Principal("roomcast", None, frozenset({Role.SERVICE}), math.inf)
 LARGEST_ROOMS = 10
+# Alert events kept while the broker is down (the oldest are dropped first).
+MAX_UNSENT_ALERTS = 100
 # A broker that does not answer a health check within this long is unreachable.
 HEALTH_TIMEOUT = 2.0
 
@@ -64,17 +68,24 @@ def alert_json(alert: Alert, node_id: str) -> dict[str, Any]:
 class _Event:
     """A server-made event, in the shape ``Node.publish`` takes."""
 
-    __slots__ = ("event", "payload", "room", "tenant_id")
+    __slots__ = ("event", "idempotency_key", "payload", "room", "tenant_id")
 
     skip_history = False
-    idempotency_key = ""
 
-    def __init__(self, room: str, event: str, data: Mapping[str, Any], tenant_id: str = "") -> None:
+    def __init__(
+        self,
+        room: str,
+        event: str,
+        data: Mapping[str, Any],
+        tenant_id: str = "",
+        idempotency_key: str = "",
+    ) -> None:
         self.room = room
         self.event = event
         self.payload = Struct()
         self.payload.update(data)
         self.tenant_id = tenant_id
+        self.idempotency_key = idempotency_key
 
 
 class Monitor:
@@ -103,6 +114,9 @@ class Monitor:
         )
         self.broker_healthy = True
         self.broker_rtt = 0.0
+        # Alert events the broker could not take yet, oldest first: an alert
+        # that fires because the broker is down is published once it is back.
+        self._unsent: deque[_Event] = deque(maxlen=MAX_UNSENT_ALERTS)
 
     def gauges(self) -> Gauges:
         """What the node holds now."""
@@ -148,6 +162,14 @@ class Monitor:
         snapshot = self.sample()
         changed = self.alerts.evaluate(snapshot, time.time())
         payload = snapshot_json(snapshot)
+        node_id = self.node.settings.node_id
+        payload["alerts"] = [alert_json(alert, node_id) for alert in self.alerts.firing()]
+        shared = self.node.broker.shared
+        if shared is not None:
+            try:
+                await shared.heartbeat(orjson.dumps(payload))
+            except RoomcastError as error:
+                log.info("heartbeat not written: %s", error.message)
         await self.publish_event("performance.dashboard", "metrics.snapshot", payload)
         await self.publish_event("platform.health", "metrics.snapshot", payload)
         for alert in changed:
@@ -158,11 +180,27 @@ class Monitor:
                 alert.message,
             )
             data = alert_json(alert, self.node.settings.node_id)
-            await self.publish_event("platform.health", "platform.alert", data)
+            # Keyed by alert and state: a retry after a timeout publishes once.
+            key = f"{alert.id}:{data['state']}"
+            self._unsent.append(_Event("platform.health", "platform.alert", data, "", key))
             if alert.tenant_id:
-                await self.publish_event(
-                    f"tenant.{alert.tenant_id}.admins", "platform.alert", data, alert.tenant_id
+                room = f"tenant.{alert.tenant_id}.admins"
+                self._unsent.append(_Event(room, "platform.alert", data, alert.tenant_id, key))
+        await self._send_alerts()
+
+    async def _send_alerts(self) -> None:
+        """Publish the alert events in order; stop at the first the broker refuses."""
+        while self._unsent:
+            try:
+                await self.node.publish(SERVER, self._unsent[0])
+            except BrokerError as error:
+                log.info(
+                    "alert events wait for the broker (%d): %s", len(self._unsent), error.message
                 )
+                return
+            except RoomcastError as error:  # never publishable (draining, a closed room)
+                log.info("alert event dropped: %s", error.message)
+            self._unsent.popleft()
 
     async def publish_event(
         self, room: str, event: str, data: Mapping[str, Any], tenant_id: str = ""

@@ -21,20 +21,39 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from google.protobuf.struct_pb2 import Struct
 
 from .activity import activity_payload
 from .auth import Principal, Role, TokenVerifier
 from .brokers import Broker, Draft, Publication, Published, Retention
 from .config import Settings
-from .errors import Forbidden, InvalidArgument, RoomcastError, TooLarge, Unavailable
+from .errors import (
+    BrokerError,
+    Forbidden,
+    InvalidArgument,
+    RoomcastError,
+    TooLarge,
+    Unavailable,
+)
 from .history import Page, Position
 from .hub import ANY_TENANT, Hub, PatternSubscription
-from .metrics import Alert, Collector, Snapshot
+from .metrics import Alert, Collector, Idle
+from .metrics.cluster import aggregate
+from .metrics.collector import snapshot_json
 from .monitor import Monitor
 from .policy import Action, Policy, ResolvedRoom
-from .presence import Member, Presence
-from .rooms import Room, TenantId, is_pattern, parse_event_name, parse_pattern, parse_segment
+from .presence import ConnectionId, Member, Presence
+from .rooms import (
+    Room,
+    RoomName,
+    TenantId,
+    is_pattern,
+    parse_event_name,
+    parse_pattern,
+    parse_segment,
+)
+from .security.watch import SecurityWatch
 from .sessions import Sessions
 from .tasks import Supervisor
 from .v1.event_pb2 import Event, Sender
@@ -55,6 +74,12 @@ MAX_HISTORY_PAGE = 1_000
 MAX_IDEMPOTENCY_KEY = 128
 MAX_LISTED_ROOMS = 10_000
 MAX_REASON = 100
+# Nodes tell each other what to do with events of this room. No client can
+# name it: "roomcast" is no kind of room, so the policy refuses it, and
+# patterns never match a room the policy does not cover.
+CONTROL = Room.of(RoomName("roomcast.control"), None)
+DISCONNECT = "control.disconnect"
+PRESENCE_CHUNK = 1_000
 SWEEP_INTERVAL = 30.0
 # Event fields (proto/roomcast/v1/event.proto) framed by _draft.
 EVENT_TIME = 7
@@ -144,6 +169,9 @@ MAX_CACHED_ROUTES = 4_096
 _RouteKey = tuple[Principal, str, bool, str, str, str]
 
 
+_CONTROL_RETENTION = Retention(0, 1.0)
+
+
 def _time_field(accepted_ns: int) -> bytes:
     seconds, nanos = divmod(accepted_ns, 1_000_000_000)
     return field_bytes(EVENT_TIME, field_varint(1, seconds) + field_varint(2, nanos))
@@ -174,7 +202,8 @@ class Node:
         self.presence = Presence()
         self.sessions = Sessions(self)
         self.monitor = Monitor(self)
-        self.metrics = Collector(settings.node_id)
+        self.security = SecurityWatch(settings)
+        self.metrics = (Collector if settings.metrics else Idle)(settings.node_id)
         self.supervisor = Supervisor()
         self.draining = False
         self.streams = 0
@@ -186,7 +215,11 @@ class Node:
     async def start(self) -> None:
         """Connect the broker and start the background tasks."""
         await self.broker.start(self._fan_out)
-        self.supervisor.spawn("monitor", self.monitor.run)
+        if self.settings.metrics:
+            self.supervisor.spawn("monitor", self.monitor.run)
+        if self.broker.shared is not None:
+            self.supervisor.spawn("presence", self._refresh_presence)
+            await self.broker.listen(CONTROL.key)
         self.supervisor.spawn("sweep", self._sweep)
 
     async def close(self) -> None:
@@ -389,7 +422,11 @@ class Node:
         return [refused[i] if i in refused else next(published) for i in range(len(items))]
 
     def _fan_out(self, publications: Sequence[Publication]) -> None:
-        """Hand delivered events to local recipients, one room's run at a time."""
+        """Hand delivered events to local recipients, one room's run at a time.
+
+        A burst from the broker may mix rooms, so the nodes' commands are
+        picked out wherever they are in it.
+        """
         recipients = self.hub.recipients
         count = len(publications)
         start = 0
@@ -399,8 +436,11 @@ class Node:
             while end < count and publications[end].room.key == room.key:
                 end += 1
             run = publications if end - start == count else publications[start:end]
-            for recipient in recipients(room):
-                recipient.deliver(run)
+            if room.key == CONTROL.key:
+                self._obey(run)
+            else:
+                for recipient in recipients(room):
+                    recipient.deliver(run)
             start = end
 
     # -- subscribing ---------------------------------------------------------
@@ -512,11 +552,58 @@ class Node:
         limit = MAX_HISTORY_PAGE if limit <= 0 else min(limit, MAX_HISTORY_PAGE)
         return await self.broker.read(resolved.room, since, limit, _retention(resolved))
 
-    def members(self, principal: Principal, room: str, tenant_id: str) -> list[Member]:
-        """A room's members, for a caller who may subscribe to it."""
+    async def members(self, principal: Principal, room: str, tenant_id: str) -> list[Member]:
+        """A room's members on every node, for a caller who may subscribe to it."""
         resolved = self.policy.resolve(principal, room, tenant_id)
         self.policy.check(principal, resolved, Action.SUBSCRIBE)
-        return self.presence.members(resolved.room.key)
+        return await self.room_members(resolved.room.key)
+
+    # -- presence shared with other nodes ---------------------------------------
+
+    async def room_members(self, room_key: str) -> list[Member]:
+        """A room's members: on every node with a shared broker, else this node's.
+
+        While the shared state cannot be read (the broker is down), this
+        node's own members are the answer.
+        """
+        shared = self.broker.shared
+        if shared is not None:
+            try:
+                return await shared.presence_members(room_key)
+            except BrokerError as error:
+                log.info("presence of %s from this node only: %s", room_key, error.message)
+        return self.presence.members(room_key)
+
+    async def share_presence(self, room_key: str, connection_id: ConnectionId) -> None:
+        """Tell the other nodes a local connection is in a room (best effort)."""
+        shared, member = self.broker.shared, self.presence.member(room_key, connection_id)
+        if shared is not None and member is not None:
+            try:
+                await shared.presence_join(room_key, member)
+            except BrokerError as error:  # the next refresh writes it again
+                log.info("presence join of %s not shared yet: %s", room_key, error.message)
+
+    async def unshare_presence(self, room_key: str, connection_id: ConnectionId) -> None:
+        """Tell the other nodes a local connection left a room (best effort)."""
+        if self.broker.shared is not None:
+            try:
+                await self.broker.shared.presence_leave(room_key, connection_id)
+            except BrokerError as error:  # the entry expires by itself
+                log.info("presence leave of %s not shared: %s", room_key, error.message)
+
+    async def _refresh_presence(self) -> None:
+        """Keep this node's presence entries alive in the shared state."""
+        shared = self.broker.shared
+        interval = self.settings.presence_ttl / 3
+        while shared is not None:
+            await asyncio.sleep(interval)
+            entries = self.presence.entries()
+            for start in range(0, len(entries), PRESENCE_CHUNK):
+                try:
+                    await shared.presence_refresh(entries[start : start + PRESENCE_CHUNK])
+                except BrokerError as error:  # retried at the next round
+                    log.info("presence refresh failed: %s", error.message)
+                    break
 
     def _admin_scope(self, principal: Principal, tenant_id: str, what: str) -> TenantId | None:
         """The tenant an administrative call acts in, or None for every tenant.
@@ -552,6 +639,11 @@ class Node:
         rooms = {s.room.key: s.room for s in stats.values()}
         rooms.update((room.key, room) for room in self.hub.rooms())
         rooms.update((key, Room.from_key(key)) for key in self.presence.room_keys())
+        # Rooms whose only trace is a member on another node (no events, no
+        # local interest): listed if a live member is counted below.
+        elsewhere = {key for key in await self._shared_presence_rooms() if key not in rooms}
+        rooms.update((key, Room.from_key(key)) for key in elsewhere)
+        rooms.pop(CONTROL.key, None)  # the nodes' own room, no client's
         visible = sorted(
             (
                 room
@@ -560,19 +652,41 @@ class Node:
             ),
             key=lambda r: (r.tenant or "", r.name),
         )
+        listed = visible[:MAX_LISTED_ROOMS]
+        counts = await self._member_counts([room.key for room in listed])
         summaries = []
-        for room in visible[:MAX_LISTED_ROOMS]:
+        for room in listed:
+            if room.key in elsewhere and not counts.get(room.key):
+                continue  # its members' entries expired (their node died)
             stat = stats.get(room.key)
             summaries.append(
                 RoomSummary(
                     room,
-                    self.presence.member_count(room.key),
+                    counts.get(room.key, 0),
                     self.hub.subscriber_count(room),
                     stat.position if stat else Position(0, ""),
                     stat.history_size if stat else 0,
                 )
             )
         return summaries, len(visible) > MAX_LISTED_ROOMS
+
+    async def _shared_presence_rooms(self) -> list[str]:
+        shared = self.broker.shared
+        if shared is not None:
+            try:
+                return await shared.presence_rooms()
+            except BrokerError as error:
+                log.info("rooms with members elsewhere not listed: %s", error.message)
+        return []
+
+    async def _member_counts(self, room_keys: list[str]) -> Mapping[str, int]:
+        shared = self.broker.shared
+        if shared is not None:
+            try:
+                return await shared.presence_counts(room_keys)
+            except BrokerError as error:
+                log.info("member counts from this node only: %s", error.message)
+        return {key: self.presence.member_count(key) for key in room_keys}
 
     # -- membership (JoinRoom / LeaveRoom) -------------------------------------
 
@@ -621,10 +735,13 @@ class Node:
         targets = self.sessions.targets(resolved, tenant, user_id, connection_id)
         return sum([await self.sessions.remove(target, resolved) for target in targets])
 
-    def disconnect_user(
+    async def disconnect_user(
         self, principal: Principal, user_id: str, tenant_id: str, connection_id: str, reason: str
     ) -> int:
-        """Close a user's live connections (or one) with 4001.
+        """Close a user's live connections (or one) with 4001, on every node.
+
+        Returns:
+            How many were closed on this node (the others close theirs).
 
         Services of the user's tenant, tenant admins of it, and platform-level
         callers (super admins and platform services) may.
@@ -636,7 +753,44 @@ class Node:
         if len(reason) > MAX_REASON:
             raise InvalidArgument(f"reason: longer than {MAX_REASON} characters")
         tenant = self._admin_scope(principal, tenant_id, "disconnecting users")
-        return self.sessions.disconnect_user(tenant, user_id, connection_id, reason)
+        closed = self.sessions.disconnect_user(tenant, user_id, connection_id, reason)
+        if self.broker.shared is not None:
+            # The user's other connections may be on other nodes.
+            await self._command(
+                DISCONNECT,
+                {
+                    "tenant_id": tenant or "",
+                    "user_id": user_id,
+                    "connection_id": connection_id,
+                    "reason": reason,
+                },
+            )
+        return closed
+
+    async def _command(self, kind: str, data: Mapping[str, Any]) -> None:
+        """Tell every other node to do something (through the control room)."""
+        payload = Struct()
+        payload.update({**data, "origin": self.settings.node_id})
+        accepted_ns = time.time_ns()
+        body = Event(room=CONTROL.name, event=kind, payload=payload).SerializeToString()
+        draft = Draft(CONTROL, "", body, accepted_ns, _CONTROL_RETENTION, skip_history=True)
+        await self.broker.publish(draft)
+
+    def _obey(self, publications: Sequence[Publication]) -> None:
+        """Carry out other nodes' commands."""
+        for publication in publications:
+            event = Event.FromString(publication.data)
+            command = {key: str(value) for key, value in event.payload.items()}
+            if command.get("origin") == self.settings.node_id:
+                continue  # done already, where it was asked
+            if event.event == DISCONNECT:
+                tenant = command.get("tenant_id", "")
+                self.sessions.disconnect_user(
+                    TenantId(tenant) if tenant else None,
+                    command.get("user_id", ""),
+                    command.get("connection_id", ""),
+                    command.get("reason", ""),
+                )
 
     async def track_activity(
         self, principal: Principal, tenant_id: str, **report: Any
@@ -667,14 +821,30 @@ class Node:
 
     # -- metrics -------------------------------------------------------------
 
-    def metrics_snapshot(self, principal: Principal) -> Snapshot:
-        """The latest metrics sample, for platform-level callers.
+    async def metrics_payload(self, principal: Principal, *, cluster: bool) -> dict[str, Any]:
+        """The latest metrics sample (a ``metrics.snapshot`` payload), for platform callers.
+
+        Args:
+            principal: the caller.
+            cluster: aggregate every live node's latest sample (with a shared
+                broker; a single node answers for itself).
 
         Raises:
             Forbidden: for callers of a tenant.
         """
         self._check_platform(principal, "metrics")
-        return self.metrics.latest or self.monitor.sample()
+        own = snapshot_json(self.metrics.latest or self.monitor.sample())
+        shared = self.broker.shared
+        if not cluster or shared is None:
+            return {**own, "nodes": [own["node_id"]]}
+        try:
+            records = await shared.nodes()
+        except BrokerError as error:
+            log.info("cluster metrics from this node only: %s", error.message)
+            records = []
+        payloads = {r.node_id: orjson.loads(r.snapshot) for r in records}
+        payloads[own["node_id"]] = own  # fresher than its last heartbeat
+        return aggregate(list(payloads.values()))
 
     def alerts(self, principal: Principal, tenant_id: str) -> tuple[list[Alert], list[Alert]]:
         """Firing and recent alerts the caller may see.

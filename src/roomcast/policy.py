@@ -149,8 +149,14 @@ BUILTIN_RULES: tuple[RoomRule, ...] = (
     _rule("platform.admins", Scope.PLATFORM, _PLATFORM_OPERATORS, _PLATFORM_OPERATORS),
     _rule("platform.health", Scope.PLATFORM, _PLATFORM_OPERATORS, _PLATFORM_OPERATORS),
     _rule("platform.security", Scope.PLATFORM, _PLATFORM_OPERATORS, _PLATFORM_OPERATORS),
-    # Published by the server itself, which acts as a platform service.
-    _rule("performance.dashboard", Scope.PLATFORM, _PLATFORM_OPERATORS, {Who.PLATFORM_SERVICE}),
+    # Published by the server itself, which acts as a platform service. It
+    # keeps a quarter of an hour of 5 s snapshots: the dashboard page draws
+    # its ten-minute charts from this history when it opens.
+    replace(
+        _rule("performance.dashboard", Scope.PLATFORM, _PLATFORM_OPERATORS, {Who.PLATFORM_SERVICE}),
+        history_size=200,
+        history_ttl=900.0,
+    ),
     _rule(
         "tenant.{tenant}.users", Scope.TENANT, _TENANT_READERS, _TENANT_WRITERS | {Who.TENANT_ADMIN}
     ),

@@ -132,6 +132,16 @@ class Presence:
                     del self._rooms_of[connection_id]
         return member
 
+    def member(self, room_key: str, connection_id: ConnectionId) -> Member | None:
+        """A connection's entry in a room (with the time it joined), if it is in."""
+        return self._rooms.get(room_key, {}).get(connection_id)
+
+    def entries(self) -> list[tuple[str, Member]]:
+        """Every (room key, member) entry."""
+        return [
+            (key, member) for key, members in self._rooms.items() for member in members.values()
+        ]
+
     def members(self, room_key: str) -> list[Member]:
         """A room's members, in the order they joined."""
         return sorted(self._rooms.get(room_key, {}).values(), key=lambda m: m.joined_at)

@@ -33,6 +33,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+HEALTH_CHECK_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,35 @@ def build_verifier(settings: Settings) -> TokenVerifier:
     if not settings.jwt_secret:
         raise ConfigError("no JWT key configured")
     return TokenVerifier(secret=settings.jwt_secret, **options)  # type: ignore[arg-type]
+
+
+async def _track_health(node: Node, health: HealthServicer, serving: bool) -> None:
+    """Serve the standard health service: SERVING while the broker answers.
+
+    A node whose broker is unreachable still serves its local rooms, but a
+    load balancer should prefer the others: it reports NOT_SERVING (and
+    ``/readyz`` 503) until the broker is back.
+    """
+    while not node.draining:
+        await asyncio.sleep(HEALTH_CHECK_INTERVAL)
+        try:
+            healthy = await asyncio.wait_for(node.broker.healthy(), HEALTH_CHECK_INTERVAL)
+        except TimeoutError:
+            healthy = False
+        if healthy != serving and not node.draining:
+            serving = healthy
+            await _set_health(health, healthy)
+            log.warning("the broker is %s", "reachable again" if healthy else "unreachable")
+
+
+async def _set_health(health: HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, status)
 
 
 def _check_bindable(host: str, port: int) -> None:
@@ -97,8 +127,9 @@ async def serve(
     stop = stop or asyncio.Event()
     server = grpc.aio.server(
         options=[
-            # A port that is taken must fail the start, not be silently shared.
-            ("grpc.so_reuseport", 0),
+            # A port that is taken must fail the start, not be silently shared
+            # (workers share theirs on purpose).
+            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
@@ -112,7 +143,8 @@ async def serve(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server
     )
     address = f"{settings.host}:{settings.grpc_port}"
-    _check_bindable(settings.host, settings.grpc_port)
+    if not settings.reuse_port:
+        _check_bindable(settings.host, settings.grpc_port)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as error:
@@ -122,8 +154,9 @@ async def serve(
     try:
         http_port = await bridge.start()
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        serving = await node.broker.healthy()
+        await _set_health(health, serving)
+        node.supervisor.spawn("health", lambda: _track_health(node, health, serving))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)

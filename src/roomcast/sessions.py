@@ -17,6 +17,7 @@ operators.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
@@ -27,7 +28,15 @@ from google.protobuf.struct_pb2 import Struct
 
 from .auth import Principal, Role
 from .brokers import Publication, Published
-from .errors import ConnectionLimit, Forbidden, InvalidArgument, LimitExceeded, NotFound, NotMember
+from .errors import (
+    BrokerError,
+    ConnectionLimit,
+    Forbidden,
+    InvalidArgument,
+    LimitExceeded,
+    NotFound,
+    NotMember,
+)
 from .history import Position
 from .policy import Action, ResolvedRoom, RoomRule
 from .presence import ConnectionId, Member
@@ -37,6 +46,8 @@ if TYPE_CHECKING:
     from .node import Node
 
 __all__ = ["Joined", "LiveConnection", "Sessions", "own_rooms"]
+
+log = logging.getLogger(__name__)
 
 # Signals: what a room's members are told besides events (docs/protocol.md).
 PRESENCE_JOIN = "presence.join"
@@ -264,6 +275,7 @@ class Sessions:
             connection.hold(room.key)
             live.rooms[room.key] = (room, rule)
             node.presence.join(room.key, live.member, time.time())
+            await node.share_presence(room.key, live.member.connection_id)
         try:
             if fresh and node.hub.add(room, connection):
                 await node.broker.listen(room.key)
@@ -275,20 +287,28 @@ class Sessions:
                 connection.release(room.key, None)
                 live.rooms.pop(room.key, None)
                 node.presence.leave(room.key, live.member.connection_id)
+                await node.unshare_presence(room.key, live.member.connection_id)
                 if node.hub.discard(room, connection):
                     await node.broker.unlisten(room.key)
             raise
-        members = node.presence.members(room.key)[:MAX_PRESENCE_LISTED] if rule.presence else []
+        members = (await node.room_members(room.key))[:MAX_PRESENCE_LISTED] if rule.presence else []
         return Joined(room, page.top, page.recovered, page.reason, page.items, members)
 
     async def _exit(self, live: _Live, room: Room, rule: RoomRule) -> None:
         node = self._node
         live.rooms.pop(room.key, None)
         node.presence.leave(room.key, live.member.connection_id)
+        await node.unshare_presence(room.key, live.member.connection_id)
         if node.hub.discard(room, live.connection):
             await node.broker.unlisten(room.key)
         if rule.presence:
-            await self._announce(live, room, rule, PRESENCE_LEAVE)
+            try:
+                await self._announce(live, room, rule, PRESENCE_LEAVE)
+            except BrokerError as error:
+                # The connection is out of the room whatever the broker says
+                # (and a disconnect must go on to its other rooms); its
+                # shared entry, no longer refreshed, expires by itself.
+                log.info("leave of %s not announced: %s", room.name, error.message)
 
     async def _announce(self, live: _Live, room: Room, rule: RoomRule, kind: str) -> None:
         resolved = ResolvedRoom(room, rule, {})

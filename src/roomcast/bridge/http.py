@@ -30,6 +30,7 @@ class Page:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 Route = Callable[[Request], Awaitable[Page]]
@@ -61,6 +62,7 @@ class Routes:
                 ("Content-Length", str(len(page.body))),
                 ("Cache-Control", "no-store"),
                 ("Connection", "close"),
+                *page.headers,
             ]
         )
         return Response(status.value, status.phrase, headers, page.body)

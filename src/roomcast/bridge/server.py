@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
 from ..auth import Principal
+from ..dashboard import add_dashboard
 from ..errors import (
     ConfigError,
     ConnectionLimit,
@@ -37,6 +38,7 @@ from ..errors import (
 from ..metrics.prometheus import CONTENT_TYPE, Exposition
 from ..node import Node
 from ..presence import ConnectionId
+from ..security.addresses import IPAddress, parse_address
 from .connection import Connection, Flusher
 from .frames import Auth, confirmed_frame, decode, parse
 from .http import Page, Routes, token_from_request
@@ -69,11 +71,13 @@ class Bridge:
         self.routes.add("/healthz", self._healthz)
         self.routes.add("/readyz", self._readyz)
         self.routes.add("/metrics", self._metrics)
+        add_dashboard(self.routes)
         self.exposition = Exposition(node.metrics, node.monitor.gauges)
         self.flusher = Flusher(self._count_written)
         self.cursors: CursorThrottle[CursorKey, CursorUpdate] = CursorThrottle(
             self.settings.cursor_interval
         )
+        self.security = node.security
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -87,9 +91,11 @@ class Bridge:
             The port (useful when the settings ask for port 0).
 
         Raises:
-            ConfigError: the port cannot be bound.
+            ConfigError: the port cannot be bound, or the GeoIP database
+                cannot be read.
         """
         settings = self.settings
+        self.security.open()  # a configured GeoIP database must be readable
         try:
             self._server = await serve(
                 self._handle,
@@ -104,6 +110,7 @@ class Bridge:
                 max_size=settings.ws_max_frame_bytes,
                 max_queue=MAX_INBOUND_QUEUE,
                 server_header=None,
+                reuse_port=settings.reuse_port,  # workers share the port
             )
         except OSError as error:
             raise ConfigError(
@@ -121,6 +128,7 @@ class Bridge:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.security.close()  # only WebSocket connections look places up
 
     # -- HTTP ------------------------------------------------------------------
 
@@ -145,8 +153,9 @@ class Bridge:
     # -- connections -------------------------------------------------------------
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        address = self._client_address(websocket)
         try:
-            principal = await self._authenticate(websocket)
+            principal = await self._authenticate(websocket, address)
             if self.node.draining:
                 raise Unavailable("server restarting; reconnect")
             self.node.sessions.admit(principal)
@@ -179,6 +188,7 @@ class Bridge:
             )
             for room in joined:
                 connection.release(room.room.key, room.position.offset)
+            self.security.connected(self.node, principal, address)
             watch = asyncio.create_task(self._watch_expiry(session))
             await session.run()
         except ConnectionClosed:
@@ -191,11 +201,37 @@ class Bridge:
                 watch.cancel()
             await self.node.sessions.disconnect(connection.id)
 
-    async def _authenticate(self, websocket: ServerConnection) -> Principal:
+    def _client_address(self, websocket: ServerConnection) -> IPAddress | None:
+        """The client's address: the peer's, or a trusted proxy's X-Forwarded-For."""
+        assert websocket.request is not None
+        remote = websocket.remote_address  # (host, port), or a 4-tuple for IPv6
+        peer = parse_address(str(remote[0])) if remote else None
+        forwarded = websocket.request.headers.get_all("X-Forwarded-For")
+        return self.security.client_address(peer, forwarded)
+
+    async def _authenticate(
+        self, websocket: ServerConnection, address: IPAddress | None
+    ) -> Principal:
         """The principal of the token in the request, else of the first frame.
+
+        A failure is reported to the security watch with the client's address.
 
         Raises:
             Unauthenticated: no token in time, or one that does not verify.
+        """
+        token: str | None = None
+        try:
+            token = await self._token(websocket)
+            return self.node.authenticate(token)
+        except Unauthenticated:
+            self.security.failed(self.node, address, token)
+            raise
+
+    async def _token(self, websocket: ServerConnection) -> str:
+        """The token in the request, else the one in the first frame.
+
+        Raises:
+            Unauthenticated: no auth frame in time, or another first frame.
         """
         assert websocket.request is not None
         token = token_from_request(websocket.request)
@@ -213,7 +249,7 @@ class Bridge:
             if not isinstance(frame, Auth):
                 raise Unauthenticated("the first frame must be auth")
             token = frame.token
-        return self.node.authenticate(token)
+        return token
 
     async def _watch_expiry(self, session: ClientSession) -> None:
         """Warn before the token expires; close with 4002 if it was not refreshed."""

@@ -186,7 +186,7 @@ class ClientSession:
             case Cursor(room, position, _):
                 await self._cursor(room, position)
             case PresenceQuery(room, id_):
-                members = node.members(self.principal, room, "")
+                members = await node.members(self.principal, room, "")
                 connection.send(
                     {"type": "presence", "room": room, "members": members_json(members)}, id_
                 )

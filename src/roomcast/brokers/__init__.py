@@ -64,6 +64,9 @@ def open_broker(settings: Settings) -> Broker:
             settings.broker,
             publish_timeout=settings.publish_timeout,
             idempotency_ttl=settings.idempotency_ttl,
+            node_id=settings.node_id,
+            presence_ttl=settings.presence_ttl,
+            node_ttl=max(3 * settings.metrics_interval, 5.0),
         )
     known = ", ".join(f"{name}://" for name in ("memory", *REDIS_SCHEMES))
     raise ConfigError(f"broker {settings.broker!r}: unknown scheme {scheme!r} (known: {known})")

@@ -28,6 +28,7 @@ from ..errors import RoomcastError
 from ..history import Page, Position
 from ..rooms import Room
 from ..wire import field_bytes, field_string, len_tag, varint, varint_tag
+from .shared import SharedState
 
 __all__ = [
     "OFFSET_TAG",
@@ -200,7 +201,14 @@ Deliver = Callable[[Sequence[Publication]], None]
 
 
 class Broker(Protocol):
-    """Assigns offsets, keeps history, and carries events between nodes."""
+    """Assigns offsets, keeps history, and carries events between nodes.
+
+    Attributes:
+        shared: presence and the node registry shared with the other nodes,
+            or None when the broker connects no other node.
+    """
+
+    shared: SharedState | None
 
     async def start(self, deliver: Deliver) -> None:
         """Connect, and from now on call ``deliver`` with every event listened to.

@@ -25,6 +25,7 @@ from .broker import (
     RoomStats,
     epoch_field,
 )
+from .shared import SharedState
 
 __all__ = ["MemoryBroker"]
 
@@ -46,6 +47,8 @@ class MemoryBroker:
             idempotency_ttl, idempotency_max_keys
         )
         self._deliver: Deliver | None = None
+        # One node: its own presence and registry are the whole truth.
+        self.shared: SharedState | None = None
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver

@@ -46,9 +46,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
@@ -56,6 +57,7 @@ from redis.exceptions import TimeoutError as RedisTimeout
 
 from ..errors import BrokerError, BrokerTimeout, RoomcastError
 from ..history import Page, Position, Recovery, recovery
+from ..presence import Member
 from ..rooms import Room
 from ..tasks import Supervisor
 from .backoff import Backoff
@@ -77,8 +79,16 @@ from .redis_scripts import (
     unknown_script,
 )
 from .redis_url import parse_redis_url
+from .shared import NodeRecord, SharedState, decode_member, encode_member
 
-__all__ = ["DEFAULT_POSITION_TTL", "LISTENER_TASK", "RedisBroker", "RedisStats"]
+__all__ = [
+    "DEFAULT_NODE_TTL",
+    "DEFAULT_POSITION_TTL",
+    "DEFAULT_PRESENCE_TTL",
+    "LISTENER_TASK",
+    "RedisBroker",
+    "RedisStats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,8 @@ T = TypeVar("T")
 # reconnects after the history expired is told exactly what it missed
 # instead of that the room was reset.
 DEFAULT_POSITION_TTL = 300.0
+DEFAULT_PRESENCE_TTL = 60.0
+DEFAULT_NODE_TTL = 15.0
 LISTENER_TASK = "redis-listener"
 HEALTH_TIMEOUT = 1.0
 MAX_LISTED_ROOMS = 10_000
@@ -135,6 +147,9 @@ class RedisBroker:
         max_connections: command connections per Redis server.
         ping_interval: seconds of pub/sub silence before the listener pings.
         backoff: delays between the listener's connection attempts.
+        node_id: this node, in presence and registry records.
+        presence_ttl: seconds a presence entry counts without a refresh.
+        node_ttl: seconds a node registration counts without a heartbeat.
 
     Raises:
         ConfigError: the URL is not a Redis URL.
@@ -150,6 +165,9 @@ class RedisBroker:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         ping_interval: float = DEFAULT_PING_INTERVAL,
         backoff: Backoff | None = None,
+        node_id: str = "node",
+        presence_ttl: float = DEFAULT_PRESENCE_TTL,
+        node_ttl: float = DEFAULT_NODE_TTL,
     ) -> None:
         self.target = parse_redis_url(url)
         self.keys = KeySpace(self.target.prefix)
@@ -167,6 +185,11 @@ class RedisBroker:
         self._supervisor = Supervisor()
         self._errors = 0
         self._timeouts = 0
+        self.node_id = node_id
+        self.presence_ttl = presence_ttl
+        self.node_ttl = node_ttl
+        # The node's presence and registry are shared through this Redis.
+        self.shared: SharedState | None = self
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -430,3 +453,106 @@ class RedisBroker:
     async def unlisten_pattern(self, pattern_key: str) -> None:
         """Stop receiving events for this pattern key."""
         await self._interest().unlisten_pattern(pattern_key)
+
+    # -- shared state: presence and the node registry --------------------------
+
+    def _expires_ms(self, ttl: float) -> int:
+        return int((time.time() + ttl) * 1000)
+
+    async def presence_join(self, room_key: str, member: Member) -> None:
+        """Record ``member`` in a room, valid for ``presence_ttl``."""
+        await self.presence_refresh([(room_key, member)])
+
+    async def presence_leave(self, room_key: str, connection_id: str) -> None:
+        """Take a connection out of a room's presence."""
+        await self._call(self.client.hdel(self.keys.presence(room_key), connection_id))
+
+    async def presence_refresh(self, entries: Sequence[tuple[str, Member]]) -> None:
+        """Write this node's entries with a fresh expiry, in one pipeline."""
+        if not entries:
+            return
+        expires = self._expires_ms(self.presence_ttl)
+        # The hash outlives its newest entry by a ttl, then goes by itself.
+        keep_ms = milliseconds(2 * self.presence_ttl)
+        pipeline = self.client.pipeline(transaction=False)
+        for room_key, member in entries:
+            key = self.keys.presence(room_key)
+            pipeline.hset(key, member.connection_id, encode_member(member, self.node_id, expires))
+            pipeline.pexpire(key, keep_ms)
+        await self._call(pipeline.execute())
+
+    async def _live_members(self, room_keys: Sequence[str]) -> list[list[Member]]:
+        pipeline = self.client.pipeline(transaction=False)
+        for room_key in room_keys:
+            pipeline.hgetall(self.keys.presence(room_key))
+        replies = await self._call(pipeline.execute())
+        now_ms = time.time() * 1000
+        rooms: list[list[Member]] = []
+        stale: list[tuple[str, str]] = []
+        for room_key, reply in zip(room_keys, replies, strict=True):
+            members = []
+            for raw_id, raw_record in reply.items():
+                connection_id = raw_id.decode()
+                decoded = decode_member(connection_id, raw_record.decode())
+                if decoded is None or decoded[2] < now_ms:
+                    stale.append((room_key, connection_id))
+                else:
+                    members.append(decoded[0])
+            rooms.append(sorted(members, key=lambda m: m.joined_at))
+        if stale:
+            # Entries of nodes that died: whoever reads them first clears them.
+            cleanup = self.client.pipeline(transaction=False)
+            for room_key, connection_id in stale:
+                cleanup.hdel(self.keys.presence(room_key), connection_id)
+            await self._call(cleanup.execute())
+        return rooms
+
+    async def presence_members(self, room_key: str) -> list[Member]:
+        """A room's live members on every node, oldest first."""
+        return (await self._live_members([room_key]))[0]
+
+    async def presence_counts(self, room_keys: Sequence[str]) -> Mapping[str, int]:
+        """How many live members each room has, on every node."""
+        if not room_keys:
+            return {}
+        members = await self._live_members(room_keys)
+        return {key: len(found) for key, found in zip(room_keys, members, strict=True)}
+
+    async def presence_rooms(self) -> list[str]:
+        """Keys of the rooms with a presence hash (at most 10,000), on every node.
+
+        A hash outlives its last live entry by up to ``2 * presence_ttl``:
+        count the members before trusting a room found here.
+        """
+        return await self._call(self._presence_rooms())
+
+    async def _presence_rooms(self) -> list[str]:
+        head, tail = f"{self.keys.prefix}:{{".encode(), b"}:presence"
+        found: dict[str, None] = {}  # SCAN may return a name twice
+        async for name in self.client.scan_iter(match=self.keys.presence("*"), count=1_000):
+            if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+                found[name[len(head) : -len(tail)].decode()] = None
+                if len(found) >= MAX_LISTED_ROOMS:
+                    break
+        return list(found)
+
+    async def heartbeat(self, snapshot: bytes) -> None:
+        """Register this node for ``node_ttl`` with its latest snapshot."""
+        record = f"{self._expires_ms(self.node_ttl)} {time.time():.3f} ".encode() + snapshot
+        await self._call(self.client.hset(self.keys.nodes, self.node_id, record))
+
+    async def nodes(self) -> list[NodeRecord]:
+        """The live nodes, and what each last reported."""
+        # The command client returns bytes (decode_responses is off).
+        reply = cast(dict[bytes, bytes], await self._call(self.client.hgetall(self.keys.nodes)))
+        now_ms = time.time() * 1000
+        live, dead = [], []
+        for raw_id, record in reply.items():
+            expires, seen_at, snapshot = record.split(b" ", 2)
+            if int(expires) < now_ms:
+                dead.append(raw_id)
+            else:
+                live.append(NodeRecord(raw_id.decode(), float(seen_at), snapshot))
+        if dead:
+            await self._call(self.client.hdel(self.keys.nodes, *dead))
+        return sorted(live, key=lambda n: n.node_id)

@@ -8,7 +8,7 @@ touch them together::
     {prefix}:{<room key>}:meta        hash: epoch, top offset, size, ttl
     {prefix}:{<room key>}:log         stream: one entry per stored event, id <offset>-0
     {prefix}:{<room key>}:idem:<key>  string: "<offset> <epoch> <id>" of the first publish
-    {prefix}:{<room key>}:presence    reserved for cross-node presence
+    {prefix}:{<room key>}:presence    hash: connection id -> presence record (shared.py)
     {prefix}:{<room key>}:events      channel: every event of the room
 
 Room keys are dot-separated segments of ``[A-Za-z0-9_-]``, optionally after
@@ -109,8 +109,13 @@ class KeySpace:
         return self._room(room_key, f"idem:{key}")
 
     def presence(self, room_key: str) -> str:
-        """The room's presence hash (reserved for cross-node presence)."""
+        """The room's presence hash: connection id → record (see :mod:`.shared`)."""
         return self._room(room_key, "presence")
+
+    @property
+    def nodes(self) -> str:
+        """The node registry hash: node id → record."""
+        return f"{self.prefix}:nodes"
 
     def channel(self, room_key: str) -> bytes:
         """The room's pub/sub channel (a shard channel on a cluster)."""

@@ -1,7 +1,7 @@
 """The node watching itself: counters, histograms, snapshots, alerts, Prometheus."""
 
 from .alerts import Alert, AlertRule, Alerts, Severity, Thresholds, default_rules
-from .collector import Collector, Counters, Gauges, RoomSize, Snapshot, SystemSample
+from .collector import Collector, Counters, Gauges, Idle, RoomSize, Snapshot, SystemSample
 from .histogram import LatencyHistogram
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "Collector",
     "Counters",
     "Gauges",
+    "Idle",
     "LatencyHistogram",
     "RoomSize",
     "Severity",

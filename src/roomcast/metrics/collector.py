@@ -23,6 +23,7 @@ __all__ = [
     "Collector",
     "Counters",
     "Gauges",
+    "Idle",
     "RoomSize",
     "Snapshot",
     "SystemSample",
@@ -252,6 +253,29 @@ class Collector:
         self._last_calls = dict(self.calls)
         self.latest = snapshot
         return snapshot
+
+
+class Idle(Collector):
+    """A collector that records nothing on the hot path (``metrics = false``).
+
+    For measuring what metrics cost: counters still count, but no latency,
+    broker or call is observed, and the node publishes no snapshots.
+    """
+
+    def record_delivery(self, accepted_ns: int, now_ns: int, count: int = 1) -> None:
+        self.counters.messages_out += count
+
+    def record_deliveries(self, accepted_ns: Iterable[int], now_ns: int) -> None:
+        return None
+
+    def record_latencies(self, accepted_ns: Iterable[int], now_ns: int) -> None:
+        return None
+
+    def record_broker_publish(self, seconds: float) -> None:
+        return None
+
+    def record_call(self, method: str, code: str) -> None:
+        return None
 
 
 def _ms(seconds: float) -> float:

@@ -44,7 +44,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.GetPresenceRequest, context: Context
     ) -> admin_pb2.GetPresenceResponse:
         principal = authenticate(self.node, context)
-        members = self.node.members(principal, request.room, request.tenant_id)
+        members = await self.node.members(principal, request.room, request.tenant_id)
         return admin_pb2.GetPresenceResponse(members=[member_to_pb(m) for m in members])
 
     @handle_errors
@@ -104,7 +104,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DisconnectUserRequest, context: Context
     ) -> admin_pb2.DisconnectUserResponse:
         principal = authenticate(self.node, context)
-        closed = self.node.disconnect_user(
+        closed = await self.node.disconnect_user(
             principal, request.user_id, request.tenant_id, request.connection_id, request.reason
         )
         return admin_pb2.DisconnectUserResponse(connections=closed)

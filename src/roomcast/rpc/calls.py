@@ -20,6 +20,7 @@ import grpc
 from ..auth import Principal
 from ..errors import RoomcastError, Unauthenticated
 from ..node import Node
+from ..security.addresses import peer_address
 
 __all__ = ["authenticate", "handle_errors"]
 
@@ -27,21 +28,39 @@ log = logging.getLogger(__name__)
 
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 _BEARER = "bearer "
+_FORWARDED = "x-forwarded-for"  # gRPC metadata keys are lower case
 
 
 def authenticate(node: Node, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
     """The caller's principal, from ``authorization: Bearer <token>`` metadata.
 
+    A failure is reported to the node's security watch with the client's
+    address (``x-forwarded-for`` is believed only from a trusted proxy).
+
     Raises:
         Unauthenticated: the metadata is missing or the token does not verify.
     """
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            text = value if isinstance(value, str) else value.decode("latin-1")
-            if not text.lower().startswith(_BEARER) or not text[len(_BEARER) :].strip():
-                raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
-            return node.authenticate(text[len(_BEARER) :].strip())
-    raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+    metadata = context.invocation_metadata() or ()
+    token: str | None = None
+    try:
+        for key, value in metadata:
+            if key == "authorization":
+                text = _text(value)
+                if not text.lower().startswith(_BEARER) or not text[len(_BEARER) :].strip():
+                    raise Unauthenticated("authorization metadata must be 'Bearer <token>'")
+                token = text[len(_BEARER) :].strip()
+                return node.authenticate(token)
+        raise Unauthenticated("missing 'authorization: Bearer <token>' metadata")
+    except Unauthenticated:
+        watch = node.security
+        forwarded = [_text(value) for key, value in metadata if key == _FORWARDED]
+        address = watch.client_address(peer_address(context.peer()), forwarded)
+        watch.failed(node, address, token)
+        raise
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("latin-1")
 
 
 def handle_errors(method: Method) -> Method:

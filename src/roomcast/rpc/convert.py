@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ..brokers import Published
 from ..errors import RoomcastError
 from ..history import Position
-from ..metrics import Alert, Severity, Snapshot
+from ..metrics import Alert, Severity
 from ..node import RoomSummary
 from ..presence import Member
 from ..v1 import admin_pb2, event_pb2, realtime_pb2
@@ -19,11 +19,11 @@ __all__ = [
     "alert_to_pb",
     "batch_response",
     "member_to_pb",
+    "metrics_to_pb",
     "position_from_pb",
     "position_to_pb",
     "published_to_pb",
     "room_to_pb",
-    "snapshot_to_pb",
     "timestamp",
 ]
 
@@ -124,55 +124,53 @@ def room_to_pb(summary: RoomSummary) -> admin_pb2.RoomInfo:
     )
 
 
-def _percentiles(p50: float, p95: float, p99: float, count: int) -> realtime_pb2.LatencyPercentiles:
+def _percentiles(section: Mapping[str, Any]) -> realtime_pb2.LatencyPercentiles:
     return realtime_pb2.LatencyPercentiles(
-        p50_ms=p50 * 1e3, p95_ms=p95 * 1e3, p99_ms=p99 * 1e3, count=count
+        p50_ms=section.get("p50", 0.0),
+        p95_ms=section.get("p95", 0.0),
+        p99_ms=section.get("p99", 0.0),
+        count=int(section.get("count", 0)),
     )
 
 
-def snapshot_to_pb(snapshot: Snapshot) -> realtime_pb2.GetMetricsResponse:
-    """The GetMetrics response for a metrics snapshot."""
-    system, gauges, totals = snapshot.system, snapshot.gauges, snapshot.totals
+def metrics_to_pb(payload: Mapping[str, Any]) -> realtime_pb2.GetMetricsResponse:
+    """The GetMetrics response for a ``metrics.snapshot`` payload (a node's or a cluster's)."""
+    system, grpc_section = payload["system"], payload["grpc"]
+    broker, totals = payload["broker"], payload["totals"]
+    load = system["load_average"]
     return realtime_pb2.GetMetricsResponse(
-        time=timestamp(snapshot.time),
-        node_id=snapshot.node_id,
-        uptime_seconds=snapshot.uptime_seconds,
+        time=timestamp(payload["time"]),
+        node_id=payload["node_id"],
+        uptime_seconds=payload["uptime_seconds"],
         system=realtime_pb2.SystemMetrics(
-            cpu_percent=system.cpu_percent,
-            memory_percent=system.memory_percent,
-            load_average_1m=system.load_average[0],
-            load_average_5m=system.load_average[1],
-            load_average_15m=system.load_average[2],
-            process_rss_bytes=system.process_rss_bytes,
-            open_fds=system.open_fds,
+            cpu_percent=system["cpu_percent"],
+            memory_percent=system["memory_percent"],
+            load_average_1m=load[0],
+            load_average_5m=load[1],
+            load_average_15m=load[2],
+            process_rss_bytes=int(system["process_rss_bytes"]),
+            open_fds=int(system["open_fds"]),
         ),
-        connections=gauges.connections,
-        subscriptions=gauges.subscriptions,
-        rooms=gauges.rooms,
-        messages_in_per_second=snapshot.messages_in_per_second,
-        messages_out_per_second=snapshot.messages_out_per_second,
-        publish_to_deliver=_percentiles(
-            snapshot.latency_p50, snapshot.latency_p95, snapshot.latency_p99, snapshot.latency_count
-        ),
-        connections_by_tenant=dict(gauges.connections_by_tenant),
-        grpc_calls_per_second=dict(snapshot.grpc_calls_per_second),
-        grpc_error_rate=snapshot.grpc_error_rate,
-        broker_publish=_percentiles(
-            snapshot.broker_publish_p50,
-            snapshot.broker_publish_p95,
-            snapshot.broker_publish_p99,
-            snapshot.broker_publish_count,
-        ),
-        slow_consumer_closes=totals.slow_consumers,
-        rate_limited=totals.rate_limited,
-        abuse_closes=totals.abuse_closes,
+        connections=int(payload["connections"]),
+        subscriptions=int(payload["subscriptions"]),
+        rooms=int(payload["rooms"]),
+        messages_in_per_second=payload["messages_in_per_second"],
+        messages_out_per_second=payload["messages_out_per_second"],
+        publish_to_deliver=_percentiles(payload["latency_ms"]),
+        connections_by_tenant={k: int(v) for k, v in payload["connections_by_tenant"].items()},
+        grpc_calls_per_second=dict(grpc_section["calls_per_second"]),
+        grpc_error_rate=grpc_section["error_rate"],
+        broker_publish=_percentiles(broker["publish_ms"]),
+        slow_consumer_closes=int(totals.get("slow_consumers", 0)),
+        rate_limited=int(totals.get("rate_limited", 0)),
+        abuse_closes=int(totals.get("abuse_closes", 0)),
         largest_rooms=[
-            realtime_pb2.RoomSize(name=r.name, tenant_id=r.tenant_id, members=r.members)
-            for r in gauges.largest_rooms
+            realtime_pb2.RoomSize(name=r["name"], tenant_id=r["tenant_id"], members=r["members"])
+            for r in payload["largest_rooms"]
         ],
-        firing_alerts=gauges.firing_alerts,
-        broker_rtt_ms=gauges.broker_rtt * 1e3,
-        auth_failures=totals.auth_failures,
-        activities=totals.activities,
-        nodes=[snapshot.node_id],
+        firing_alerts=int(payload["firing_alerts"]),
+        broker_rtt_ms=broker["rtt_ms"],
+        auth_failures=int(totals.get("auth_failures", 0)),
+        activities=int(totals.get("activities", 0)),
+        nodes=payload.get("nodes", [payload["node_id"]]),
     )

@@ -16,10 +16,10 @@ from ..v1 import realtime_pb2, realtime_pb2_grpc
 from .calls import authenticate, handle_errors
 from .convert import (
     batch_response,
+    metrics_to_pb,
     position_from_pb,
     position_to_pb,
     published_to_pb,
-    snapshot_to_pb,
 )
 from .stream import StreamRecipient
 
@@ -171,7 +171,7 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         self, request: realtime_pb2.GetMetricsRequest, context: Context
     ) -> realtime_pb2.GetMetricsResponse:
         principal = authenticate(self.node, context)
-        return snapshot_to_pb(self.node.metrics_snapshot(principal))
+        return metrics_to_pb(await self.node.metrics_payload(principal, cluster=request.cluster))
 
     def stop_streams(self) -> None:
         """End every Subscribe stream (shutdown)."""
