@@ -33,6 +33,10 @@ export const CLIENT_ERRORS = Object.freeze({
   closed: "closed",
   /** More frames than the client-side rate limit lets through and queues. */
   rateLimited: "rate_limited",
+  /** A frame over `maxFrameBytes`: refused before the server would close the connection. */
+  tooLarge: "too_large",
+  /** The server sent something that is not a JSON object (reported to `onError`). */
+  badFrame: "bad_frame",
   /** `leave()` was called while the room's `join()` was waiting. */
   left: "left",
 });
@@ -1133,7 +1137,7 @@ export class Roomcast {
       const bytes = new TextEncoder().encode(text).length;
       if (bytes > this.#maxFrameBytes) {
         throw new RoomcastError(
-          "too_large",
+          CLIENT_ERRORS.tooLarge,
           `${frame.type}: ${bytes} bytes; frames are limited to ${this.#maxFrameBytes}`,
         );
       }
@@ -1256,7 +1260,10 @@ export class Roomcast {
     }
     if (!frame || typeof frame !== "object" || typeof frame.type !== "string") {
       this.#report(
-        new RoomcastError("bad_frame", "the server sent a frame that is not a JSON object"),
+        new RoomcastError(
+          CLIENT_ERRORS.badFrame,
+          "the server sent a frame that is not a JSON object",
+        ),
       );
       return;
     }

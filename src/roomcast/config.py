@@ -80,7 +80,9 @@ class Settings:
     # WebSocket bridge (docs/protocol.md).
     ws_auth_timeout: float = 10.0  # seconds to send the auth frame
     ws_heartbeat: float = 25.0  # WebSocket ping interval, also sent to clients
-    ws_max_frame_bytes: int = 64 * 1024  # larger inbound frames close with 1009
+    # Larger inbound frames close with 1009. Above the payload limit plus a
+    # frame's envelope, so an oversized payload gets a too_large error frame.
+    ws_max_frame_bytes: int = 128 * 1024
     ws_max_rooms: int = 128  # rooms one connection may be in
     ws_rate_limit: float = 20.0  # inbound frames per second, per connection
     ws_rate_burst: int = 50

@@ -271,8 +271,11 @@ class Sessions:
             raise LimitExceeded(
                 f"room {room.name!r}: a connection may be in {node.settings.ws_max_rooms} rooms"
             )
+        # Live events of the room wait until the answer is out, so none that
+        # comes after the room's position overtakes room_joined (a rejoin of a
+        # room the connection is in holds them too).
+        connection.hold(room.key)
         if fresh:
-            connection.hold(room.key)
             live.rooms[room.key] = (room, rule)
             node.presence.join(room.key, live.member, time.time())
             await node.share_presence(room.key, live.member.connection_id)
@@ -283,8 +286,10 @@ class Sessions:
                 await self._announce(live, room, rule, PRESENCE_JOIN)
             page = await (node.replay(resolved, since) if since else node.position(resolved))
         except BaseException:
-            if fresh:  # as if it had never joined
-                connection.release(room.key, None)
+            # A failed first join is as if it never happened; a failed rejoin
+            # leaves the connection in the room as it was.
+            connection.release(room.key, None if fresh else -1)
+            if fresh:
                 live.rooms.pop(room.key, None)
                 node.presence.leave(room.key, live.member.connection_id)
                 await node.unshare_presence(room.key, live.member.connection_id)

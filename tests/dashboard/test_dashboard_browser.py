@@ -39,7 +39,15 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def live() -> ServerProcess:
     server = start_server(
-        env={"ROOMCAST_METRICS_INTERVAL": "0.5", "ROOMCAST_ALERT_MAX_CONNECTIONS": "3"}
+        env={
+            "ROOMCAST_METRICS_INTERVAL": "0.5",
+            "ROOMCAST_ALERT_MAX_CONNECTIONS": "3",
+            # Only the connection alert: a busy test machine must not add others.
+            "ROOMCAST_ALERT_CPU_PERCENT": "0",
+            "ROOMCAST_ALERT_MEMORY_PERCENT": "0",
+            "ROOMCAST_ALERT_LATENCY_P99_MS": "0",
+            "ROOMCAST_ALERT_ERROR_RATE": "0",
+        }
     )
     yield server  # type: ignore[misc]
     server.stop()

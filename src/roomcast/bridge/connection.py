@@ -152,7 +152,7 @@ class Connection:
     def release(self, room_key: str, after: int | None) -> None:
         """Send held events after offset ``after`` (offset-0 ones too); None drops them."""
         held = self._held.pop(room_key, [])
-        if after is not None:
+        if after is not None and held:
             self.deliver([p for p in held if p.offset == 0 or p.offset > after])
 
     def joined(self, joined: Joined, id_: FrameId = None) -> None:

@@ -404,18 +404,25 @@ def confirmed_frame(
     user_id: str,
     tenant_id: str | None,
     roles: Iterable[str],
-    rooms: Iterable[str],
+    joined: Sequence[Joined],
     heartbeat: float,
     expires_at: float,
 ) -> dict[str, Any]:
-    """``connection.confirmed``: who the connection is, and the rooms it is in."""
+    """``connection.confirmed``: who the connection is, and the rooms it is in.
+
+    ``positions`` gives each of those rooms' newest position, so a client
+    that reconnects later can resume them with ``since`` like any room.
+    """
     return {
         "type": "connection.confirmed",
         "connection_id": connection_id,
         "user_id": user_id,
         "tenant_id": tenant_id or "",
         "roles": sorted(roles),
-        "rooms": list(rooms),
+        "rooms": [j.room.name for j in joined],
+        "positions": {
+            j.room.name: {"offset": j.position.offset, "epoch": j.position.epoch} for j in joined
+        },
         "heartbeat": heartbeat,
         "expires_at": int(expires_at),
     }

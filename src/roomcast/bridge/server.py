@@ -181,7 +181,7 @@ class Bridge:
                     principal.subject,
                     principal.tenant,
                     principal.roles,
-                    [j.room.name for j in joined],
+                    joined,
                     self.settings.ws_heartbeat,
                     principal.expires_at,
                 )
