@@ -868,7 +868,7 @@ class Node:
 
     def clear_alerts(self, principal: Principal, include_firing: bool) -> int:
         """Empty the alert log; platform-level callers only."""
-        self._check_platform(principal, "clearing alerts")
+        self._check_platform(principal, "alert logs")
         return self.monitor.alerts.clear(include_firing=include_firing)
 
     def _check_platform(self, principal: Principal, what: str) -> None:

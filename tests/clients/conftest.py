@@ -1,4 +1,5 @@
-"""Fixtures for the client packages: a real `roomcast serve` and clients connected to it."""
+"""Fixtures for the client packages: a real `roomcast serve` and clients connected to it,
+over gRPC (``connect``) and over the WebSocket bridge, as browsers (``browser``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, start_server
+from harness import UNIT, ServerProcess, WsClient, start_server
 
 from roomcast_client import Event, Gap, RoomcastClient, Subscription, TokenSource
 
-# The fixtures' types; test modules repeat these two lines (conftest is not importable).
+# The fixtures' types; test modules repeat these lines (conftest is not importable).
 Connect = Callable[..., RoomcastClient]
 Take = Callable[..., Awaitable[list[Event | Gap]]]
+Browser = Callable[..., Awaitable[WsClient]]
 
 
 async def _take(subscription: Subscription, count: int, within: float = 5) -> list[Event | Gap]:
@@ -46,6 +48,30 @@ async def connect(server: ServerProcess) -> AsyncIterator[Connect]:
         return client
 
     yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def browser(server: ServerProcess) -> AsyncIterator[Browser]:
+    """Open real WebSocket clients of the bridge; all are closed afterwards.
+
+    ``await browser(sub, *roles, tenant=None, on=None)`` returns a client
+    whose ``connection.confirmed`` has arrived, so it is in its own rooms
+    (``user.{sub}.*``, ``tenant.{t}.*``) already. ``on=`` another server.
+    """
+    clients: list[WsClient] = []
+
+    async def open_browser(
+        sub: str, *roles: str, tenant: str | None = None, on: ServerProcess | None = None
+    ) -> WsClient:
+        target = on or server
+        client = await WsClient.connect(target, target.token(sub, *roles, tenant=tenant))
+        clients.append(client)
+        await client.next("connection.confirmed")
+        return client
+
+    yield open_browser
     for client in clients:
         await client.close()
 

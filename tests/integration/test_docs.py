@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, repository, start_server
+from harness import UNIT, ServerProcess, WsClient, bearer, repository, start_server
+
+from roomcast.v1 import admin_pb2, admin_pb2_grpc
 
 GRPCURL_DIR = str(Path(sys.executable).parent)
 RECIPE = re.compile(r"```sh\n(grpcurl .*?)```", re.DOTALL)
@@ -25,14 +28,31 @@ DEADLINE_EXCEEDED_EXIT = 64 + 4
 # fine) is the response the recipe prints.
 FENCED = re.compile(r"```(\w*)\n(.*?)```", re.DOTALL)
 # Values that differ from run to run; the documented ones are examples.
-VARYING = {"id", "epoch", "time"}
+VARYING = {"id", "epoch", "time", "startedAt", "resolvedAt", "nodeId"}
+RPC = re.compile(r"^\s*rpc (\w+)\(", re.MULTILINE)
+SERVICE = re.compile(r"^service (\w+) \{", re.MULTILINE)
 
 
 def recipes() -> list[str]:
     text = (repository() / "docs" / "grpc.md").read_text()
     found = RECIPE.findall(text)
-    assert len(found) >= 12, "docs/grpc.md lost its grpcurl recipes"
+    assert len(found) >= 19, "docs/grpc.md lost its grpcurl recipes"
     return found
+
+
+def test_every_rpc_has_a_recipe() -> None:
+    documented = "\n".join(recipes())
+    missing = []
+    for proto in sorted((repository() / "proto" / "roomcast" / "v1").glob("*.proto")):
+        text = proto.read_text()
+        for service in SERVICE.findall(text):
+            missing += [
+                f"{service}/{rpc}"
+                for rpc in RPC.findall(text)
+                if f"roomcast.v1.{service}/{rpc}" not in documented
+            ]
+    assert missing == []
+    assert '"cluster": true' in documented
 
 
 def recipes_with_responses() -> list[tuple[str, str | None]]:
@@ -81,12 +101,80 @@ def run_recipe(server: ServerProcess, recipe: str) -> subprocess.CompletedProces
     else:
         assert result.returncode == 0, result.stderr
         assert "ERROR" not in result.stderr
+    if "GetMetrics" in command:
+        [metrics] = json_stream(result.stdout)
+        assert metrics["nodes"] == [metrics["nodeId"]]  # one node, with or without cluster
     return result
 
 
+class LiveClients:
+    """The WebSocket clients that some recipes act on, opened before them and checked after.
+
+    DisconnectUser closes alice's connection, so one is opened for it. With
+    ``alerts`` (a node that alerts above one connection), GetAlerts runs while
+    two browsers are connected and the alert fires, and ClearAlerts once they
+    left and the alert resolved.
+    """
+
+    def __init__(self, server: ServerProcess, *, alerts: bool = False) -> None:
+        self.server = server
+        self.alerts = alerts
+        self.crowd: list[WsClient] = []
+        self.alice: WsClient | None = None
+
+    async def connect(self, sub: str) -> WsClient:
+        client = await WsClient.connect(self.server, self.server.token(sub, "user", tenant="acme"))
+        await client.next("connection.confirmed")
+        return client
+
+    async def until_alerts(self, firing: int) -> None:
+        """Wait until the node reports ``firing`` alerts firing."""
+        async with self.server.channel() as channel:
+            admin = admin_pb2_grpc.AdminServiceStub(channel)
+            metadata = bearer(self.server.token("root", "super_admin"))
+            async with asyncio.timeout(10 * UNIT):
+                while True:
+                    reply = await admin.GetAlerts(admin_pb2.GetAlertsRequest(), metadata=metadata)
+                    if len(reply.firing) == firing:
+                        return
+                    await asyncio.sleep(0.1 * UNIT)
+
+    async def before(self, recipe: str) -> None:
+        if self.alerts and "AdminService/GetAlerts" in recipe:
+            self.crowd = [await self.connect("bob"), await self.connect("carol")]
+            await self.until_alerts(firing=1)
+        if self.alerts and "AdminService/ClearAlerts" in recipe:
+            for client in self.crowd:
+                await client.close()
+            await self.until_alerts(firing=0)
+        if "AdminService/DisconnectUser" in recipe:
+            self.alice = await self.connect("alice")
+
+    async def after(self, recipe: str) -> None:
+        if "AdminService/DisconnectUser" in recipe:
+            assert self.alice is not None
+            assert await self.alice.closed() == 4001
+            assert self.alice.close_reason == "account locked"
+
+    async def run(self, recipe: str) -> subprocess.CompletedProcess[str]:
+        """Run ``recipe`` (in a thread: the clients read on this loop meanwhile)."""
+        await self.before(recipe)
+        result = await asyncio.to_thread(run_recipe, self.server, recipe)
+        await self.after(recipe)
+        return result
+
+    async def close(self) -> None:
+        for client in [*self.crowd, *([self.alice] if self.alice else [])]:
+            await client.close()
+
+
 @pytest.mark.parametrize("recipe", recipes(), ids=lambda r: r.split("\n")[0][-60:])
-def test_recipe_runs_as_written(server: ServerProcess, recipe: str) -> None:
-    run_recipe(server, recipe)
+async def test_recipe_runs_as_written(server: ServerProcess, recipe: str) -> None:
+    live = LiveClients(server)
+    try:
+        await live.run(recipe)
+    finally:
+        await live.close()
 
 
 def json_stream(text: str) -> list[Any]:
@@ -109,20 +197,40 @@ def normalized(value: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def fresh_server() -> Iterator[ServerProcess]:
-    """A server that has seen nothing but the recipes, run in document order."""
-    process = start_server()
+    """A server that has seen nothing but the recipes, run in document order.
+
+    It alerts above one connection, as the GetAlerts recipe says, and only
+    then: the rules on load (CPU, memory, latency, errors) are off, so that a
+    busy machine does not add alerts to the documented response.
+    """
+    process = start_server(
+        env={
+            "ROOMCAST_METRICS_INTERVAL": "0.2",
+            "ROOMCAST_ALERT_MAX_CONNECTIONS": "1",
+            "ROOMCAST_ALERT_CPU_PERCENT": "0",
+            "ROOMCAST_ALERT_MEMORY_PERCENT": "0",
+            "ROOMCAST_ALERT_LATENCY_P99_MS": "0",
+            "ROOMCAST_ALERT_ERROR_RATE": "0",
+        }
+    )
     yield process
     assert process.stop() == 0, process.log
 
 
-def test_recipes_in_order_print_the_documented_responses(fresh_server: ServerProcess) -> None:
+async def test_recipes_in_order_print_the_documented_responses(
+    fresh_server: ServerProcess,
+) -> None:
     shown = 0
-    for recipe, documented in recipes_with_responses():
-        result = run_recipe(fresh_server, recipe)
-        if documented is None:
-            continue
-        shown += 1
-        assert normalized(json_stream(result.stdout)) == normalized(json_stream(documented)), (
-            f"{recipe}\nprints\n{result.stdout}"
-        )
-    assert shown >= 7, "docs/grpc.md lost the responses shown after its recipes"
+    live = LiveClients(fresh_server, alerts=True)
+    try:
+        for recipe, documented in recipes_with_responses():
+            result = await live.run(recipe)
+            if documented is None:
+                continue
+            shown += 1
+            assert normalized(json_stream(result.stdout)) == normalized(json_stream(documented)), (
+                f"{recipe}\nprints\n{result.stdout}"
+            )
+    finally:
+        await live.close()
+    assert shown >= 11, "docs/grpc.md lost the responses shown after its recipes"

@@ -144,7 +144,9 @@ class AdminServiceServicer:
     def DisconnectUser(self, request, context):
         """Close a user's live WebSocket connections (all of them, or one) with
         close code 4001: the client must get a new token before it reconnects.
-        Services of the user's tenant, and platform-level callers.
+        Services and tenant admins of the user's tenant, and platform-level
+        callers. With a shared broker it reaches every node; the count is this
+        node's.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -69,7 +69,9 @@ class AdminServiceStub:
     DisconnectUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DisconnectUserRequest, _admin_pb2.DisconnectUserResponse]
     """Close a user's live WebSocket connections (all of them, or one) with
     close code 4001: the client must get a new token before it reconnects.
-    Services of the user's tenant, and platform-level callers.
+    Services and tenant admins of the user's tenant, and platform-level
+    callers. With a shared broker it reaches every node; the count is this
+    node's.
     """
 
 @_typing.type_check_only
@@ -113,7 +115,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DisconnectUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.DisconnectUserRequest, _admin_pb2.DisconnectUserResponse]  # type: ignore[assignment]
     """Close a user's live WebSocket connections (all of them, or one) with
     close code 4001: the client must get a new token before it reconnects.
-    Services of the user's tenant, and platform-level callers.
+    Services and tenant admins of the user's tenant, and platform-level
+    callers. With a shared broker it reaches every node; the count is this
+    node's.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -196,7 +200,9 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.DisconnectUserResponse, _abc.Awaitable[_admin_pb2.DisconnectUserResponse]]:
         """Close a user's live WebSocket connections (all of them, or one) with
         close code 4001: the client must get a new token before it reconnects.
-        Services of the user's tenant, and platform-level callers.
+        Services and tenant admins of the user's tenant, and platform-level
+        callers. With a shared broker it reaches every node; the count is this
+        node's.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -2,7 +2,8 @@
 
 ``RoomcastClient`` publishes to rooms, follows rooms and patterns with
 subscriptions that resume by themselves after a break, and offers the
-platform's helper verbs (``send_user_notification``, ...). Failures raise
+platform's helper verbs (``send_user_notification``, ...) and the operators'
+calls (``alerts``, ``disconnect_user``, ...). Failures raise
 the exceptions of ``roomcast_client.errors``; the generated messages and
 stubs (betterproto, grpclib) are in ``roomcast_client.v1``.
 """
@@ -24,6 +25,8 @@ from roomcast_client.handlers import EventHandler, EventSubscription, GapHandler
 from roomcast_client.subscription import DEFAULT_RECONNECT, Reconnect, Subscription
 from roomcast_client.tokens import TokenSource
 from roomcast_client.values import (
+    Alert,
+    Alerts,
     Event,
     Gap,
     JSONValue,
@@ -31,11 +34,14 @@ from roomcast_client.values import (
     Published,
     PublishItem,
     Sender,
+    Tracked,
 )
 
 __all__ = [
     "DEFAULT_RECONNECT",
     "DEFAULT_TIMEOUT",
+    "Alert",
+    "Alerts",
     "ClientClosed",
     "DeadlineExceeded",
     "Event",
@@ -58,6 +64,7 @@ __all__ = [
     "ServerError",
     "Subscription",
     "TokenSource",
+    "Tracked",
     "Unauthenticated",
     "Unavailable",
 ]

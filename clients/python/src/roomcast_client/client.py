@@ -1,4 +1,5 @@
-"""``RoomcastClient``: the calls of ``RealtimeService`` and the platform's helper verbs."""
+"""``RoomcastClient``: the calls of ``RealtimeService``, the platform's helper verbs, and the
+operators' ``AdminService`` calls."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from roomcast_client.errors import ClientClosed, RoomcastError, from_code, from_
 from roomcast_client.handlers import EventHandler, EventSubscription, GapHandler
 from roomcast_client.subscription import DEFAULT_RECONNECT, Reconnect, Subscription
 from roomcast_client.tokens import TokenSource, bearer, tenant_of
-from roomcast_client.values import JSONValue, Position, Published, PublishItem
-from roomcast_client.wire import publish_request, published_from
+from roomcast_client.values import Alerts, JSONValue, Position, Published, PublishItem, Tracked
+from roomcast_client.wire import alert_from, publish_request, published_from, struct_to
 
 __all__ = ["DEFAULT_TIMEOUT", "RoomcastClient", "parse_target"]
 
@@ -75,6 +76,7 @@ class RoomcastClient:
         self._host, self._port, self._tls = host, port, tls
         self._channel = self._connect()
         self._realtime = v1.RealtimeServiceStub(self._channel)
+        self._admin = v1.AdminServiceStub(self._channel)
         self._subscriptions: set[Subscription] = set()
         self._handlers: set[EventSubscription] = set()
         self._closed = False
@@ -267,13 +269,19 @@ class RoomcastClient:
         request = v1.LeaveRoomRequest(room=room, tenant_id=tenant_id or "", **target)
         return (await self._call(self._realtime.leave_room, request)).connections
 
-    async def metrics(self) -> v1.GetMetricsResponse:
+    async def metrics(self, *, cluster: bool = False) -> v1.GetMetricsResponse:
         """A snapshot of the node's load and traffic (platform-level callers only).
+
+        Args:
+            cluster: Aggregate every node of the cluster (nodes sharing a
+                broker) instead of answering for the node that takes the
+                call. ``nodes`` of the answer lists the nodes it covers.
 
         Raises:
             RoomcastError: ``PermissionDenied`` for tenant callers, ...
         """
-        return await self._call(self._realtime.get_metrics, v1.GetMetricsRequest())
+        request = v1.GetMetricsRequest(cluster=cluster)
+        return await self._call(self._realtime.get_metrics, request)
 
     # --- The platform's helper verbs (rooms and events in rooms.py) --------
 
@@ -343,6 +351,56 @@ class RoomcastClient:
             rooms.PLATFORM_SECURITY, rooms.SECURITY_ALERT, alert, idempotency_key=idempotency_key
         )
 
+    async def track_user_activity(
+        self,
+        user_id: str,
+        tenant_id: str | None = None,
+        *,
+        action: str,
+        session_id: str | None = None,
+        ip_address: str | None = None,
+        user_agent: str | None = None,
+        details: Mapping[str, JSONValue] | None = None,
+    ) -> Tracked:
+        """Report what a user did: event ``user.activity`` in ``tenant.{tenant_id}.admins``.
+
+        The server checks the report and publishes it itself (the tenant's
+        admins see it; super admins may follow ``tenant.*.admins``). Only
+        services may report: a tenant's services for their own tenant,
+        platform services naming it.
+
+        Args:
+            user_id: The user (``sub``) who acted.
+            tenant_id: The user's tenant. A tenant's service may leave it out.
+            action: What they did, for example ``"login"`` or
+                ``"document.open"`` (an event name: dot-separated segments of
+                ``A-Z a-z 0-9 _ -``, at most 100 characters).
+            session_id: The user's session (at most 128 characters).
+            ip_address: Where from, as IPv4 or IPv6 text.
+            user_agent: The user's browser or app (at most 512 characters).
+            details: Anything else worth keeping, any JSON object.
+
+        Returns:
+            The id and offset of the ``user.activity`` event.
+
+        Raises:
+            RoomcastError: ``InvalidArgument`` naming the field at fault,
+                ``PermissionDenied`` for callers that are not services or
+                name another tenant, ...
+        """
+        request = v1.TrackActivityRequest(
+            user_id=user_id,
+            tenant_id=tenant_id or "",
+            action=action,
+            session_id=session_id or "",
+            ip_address=ip_address or "",
+            user_agent=user_agent or "",
+        )
+        if details is not None:
+            request.details = struct_to(details)
+        response = await self._call(self._admin.track_activity, request)
+        return Tracked(response.id, response.offset)
+
     async def subscribe_to_events(
         self,
         pattern: str | Iterable[str],
@@ -382,6 +440,77 @@ class RoomcastClient:
             raise
         self._handlers.add(handle)
         return handle
+
+    # --- AdminService: operating the platform --------------------------------
+
+    async def alerts(self, *, tenant_id: str | None = None) -> Alerts:
+        """The alerts firing now and the recent alert log.
+
+        Platform-level callers see every alert (or one tenant's, naming it);
+        a tenant's admins and services see their own tenant's only.
+
+        Raises:
+            RoomcastError: ``PermissionDenied`` for tenant users without the
+                ``tenant_admin`` or ``service`` role, ...
+        """
+        request = v1.GetAlertsRequest(tenant_id=tenant_id or "")
+        response = await self._call(self._admin.get_alerts, request)
+        return Alerts(
+            firing=tuple(alert_from(alert) for alert in response.firing),
+            recent=tuple(alert_from(alert) for alert in response.recent),
+        )
+
+    async def clear_alerts(self, *, include_firing: bool = False) -> int:
+        """Empty the alert log (platform-level callers only).
+
+        Args:
+            include_firing: Also forget the alerts firing now; a condition
+                that still holds fires again at the node's next sample.
+
+        Returns:
+            How many alerts were removed.
+
+        Raises:
+            RoomcastError: ``PermissionDenied`` for callers of a tenant, ...
+        """
+        request = v1.ClearAlertsRequest(include_firing=include_firing)
+        return (await self._call(self._admin.clear_alerts, request)).cleared
+
+    async def disconnect_user(
+        self,
+        user_id: str,
+        *,
+        tenant_id: str | None = None,
+        connection_id: str | None = None,
+        reason: str | None = None,
+    ) -> int:
+        """Close a user's live WebSocket connections with close code 4001.
+
+        The browser client must get a new token before it reconnects. With
+        a shared broker, the user's connections on every node are closed.
+
+        Args:
+            user_id: The user (``sub``).
+            tenant_id: The user's tenant. A tenant's callers may leave it out;
+                a platform-level caller leaving it out means platform users.
+            connection_id: Only this connection of the user.
+            reason: Sent to the browser in the close frame (at most 100 characters).
+
+        Returns:
+            How many connections the node that took the call closed.
+
+        Raises:
+            RoomcastError: ``PermissionDenied`` unless the caller is a service
+                or admin of the user's tenant or platform-level,
+                ``InvalidArgument`` for a malformed id or reason, ...
+        """
+        request = v1.DisconnectUserRequest(
+            user_id=user_id,
+            tenant_id=tenant_id or "",
+            connection_id=connection_id or "",
+            reason=reason or "",
+        )
+        return (await self._call(self._admin.disconnect_user, request)).connections
 
     # --- plumbing ------------------------------------------------------------
 

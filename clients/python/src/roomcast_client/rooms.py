@@ -10,6 +10,10 @@ send.
 | send_to_platform_admins   | ``platform.admins``           | chosen by the caller |
 | send_tenant_data_update   | ``tenant.{tenant}.notifications`` | ``tenant.data_update`` |
 | send_security_alert       | ``platform.security``         | ``security.alert``  |
+| track_user_activity       | ``tenant.{tenant}.admins``    | ``user.activity``   |
+
+``track_user_activity`` calls ``AdminService.TrackActivity``; the server
+checks the report and publishes it there itself.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ __all__ = [
     "PLATFORM_SECURITY",
     "SECURITY_ALERT",
     "TENANT_DATA_UPDATE",
+    "USER_ACTIVITY",
     "USER_NOTIFICATION",
+    "tenant_admins",
     "tenant_notifications",
     "user_notifications",
 ]
@@ -34,6 +40,7 @@ PLATFORM_SECURITY: Final = "platform.security"
 USER_NOTIFICATION: Final = "user.notification"
 TENANT_DATA_UPDATE: Final = "tenant.data_update"
 SECURITY_ALERT: Final = "security.alert"
+USER_ACTIVITY: Final = "user.activity"
 
 # The server's grammar for `sub` and `tenant_id` (docs/grpc.md, "Claims"). An
 # id is placed into a room name as one segment, so a "." in it would name
@@ -63,3 +70,12 @@ def tenant_notifications(tenant_id: str) -> str:
         InvalidArgument: ``tenant_id`` is not a valid id.
     """
     return f"tenant.{_segment('tenant_id', tenant_id)}.notifications"
+
+
+def tenant_admins(tenant_id: str) -> str:
+    """The room of a tenant's admins, ``tenant.{tenant_id}.admins``, where activity lands.
+
+    Raises:
+        InvalidArgument: ``tenant_id`` is not a valid id.
+    """
+    return f"tenant.{_segment('tenant_id', tenant_id)}.admins"

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 __all__ = [
+    "Alert",
+    "Alerts",
     "Event",
     "Gap",
     "JSONValue",
@@ -20,6 +22,7 @@ __all__ = [
     "PublishItem",
     "Published",
     "Sender",
+    "Tracked",
 ]
 
 JSONValue: TypeAlias = (
@@ -141,3 +144,60 @@ class PublishItem:
     tenant_id: str | None = None
     idempotency_key: str | None = None
     skip_history: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Tracked:
+    """An activity report that ``track_user_activity`` recorded.
+
+    Attributes:
+        id: The id of the ``user.activity`` event the server published.
+        offset: Its position in ``tenant.{tenant_id}.admins``.
+    """
+
+    id: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: a threshold rule that a metric of the platform crossed.
+
+    Attributes:
+        id: Unique id of this firing.
+        rule: The rule, for example ``"cpu_high"`` or ``"tenant_connections_high"``.
+        severity: ``"warning"`` or ``"critical"``.
+        state: ``"firing"`` (the condition holds) or ``"resolved"``.
+        value: The metric's value when the alert last changed state.
+        threshold: The rule's threshold.
+        started_at: When it started firing (UTC).
+        resolved_at: When it resolved; ``None`` while it fires.
+        tenant_id: The tenant of a tenant-specific alert; empty for platform alerts.
+        message: A sentence for people.
+        node_id: The node that raised it.
+    """
+
+    id: str
+    rule: str
+    severity: str
+    state: str
+    value: float
+    threshold: float
+    started_at: datetime
+    resolved_at: datetime | None
+    tenant_id: str
+    message: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alerts:
+    """What ``RoomcastClient.alerts`` returns.
+
+    Attributes:
+        firing: The alerts firing now, oldest first.
+        recent: The alert log (fired and resolved), newest first; at most 200.
+    """
+
+    firing: tuple[Alert, ...]
+    recent: tuple[Alert, ...]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import betterproto
@@ -17,6 +18,7 @@ from betterproto.lib.google.protobuf import ListValue, NullValue, Struct, Value
 
 from roomcast_client import v1
 from roomcast_client.values import (
+    Alert,
     Event,
     JSONValue,
     Position,
@@ -26,6 +28,7 @@ from roomcast_client.values import (
 )
 
 __all__ = [
+    "alert_from",
     "event_from",
     "position_to",
     "publish_request",
@@ -129,3 +132,34 @@ def event_from(message: v1.Event) -> Event:
         sender=Sender(sender.user_id, sender.tenant_id, sender.connection_id, sender.service),
         tenant_id=message.tenant_id,
     )
+
+
+# betterproto gives an unset Timestamp as the Unix epoch, not None.
+_UNSET_TIME = datetime.fromtimestamp(0, UTC)
+
+
+def alert_from(message: v1.Alert) -> Alert:
+    """The value for an alert of ``GetAlerts``."""
+    return Alert(
+        id=message.id,
+        rule=message.rule,
+        severity=_enum_name(v1.AlertSeverity, message.severity),
+        state=_enum_name(v1.AlertState, message.state),
+        value=message.value,
+        threshold=message.threshold,
+        started_at=message.started_at,
+        resolved_at=None if message.resolved_at == _UNSET_TIME else message.resolved_at,
+        tenant_id=message.tenant_id,
+        message=message.message,
+        node_id=message.node_id,
+    )
+
+
+def _enum_name(kind: type[betterproto.Enum], value: int) -> str:
+    """``"warning"`` for ``ALERT_SEVERITY_WARNING``; ``"unknown"`` for a value
+    added to the ``.proto`` after this client was generated."""
+    try:
+        name = kind(int(value)).name
+    except ValueError:
+        name = None
+    return name.lower() if name else "unknown"
