@@ -70,8 +70,10 @@ def start_server() -> Server:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
     environment |= {"ROOMCAST_JWT_SECRET": secret}
     process = subprocess.Popen(
-        [sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1", "--grpc-port", "0"]
-        + ["--http-port", "0"],
+        [
+            *(sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1"),
+            *("--grpc-port", "0", "--http-port", "0"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

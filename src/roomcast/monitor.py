@@ -146,8 +146,8 @@ class Monitor:
         return self.node.metrics.sample(self.gauges())
 
     async def run(self) -> None:
-        """Sample, judge and publish every interval, until cancelled."""
-        while True:
+        """Sample, judge and publish every interval, until cancelled or the node closes."""
+        while not self.node.closing:
             await asyncio.sleep(self.node.settings.metrics_interval)
             await self.tick()
 
@@ -155,7 +155,11 @@ class Monitor:
         """One round: check the broker, sample, judge, publish."""
         started = time.perf_counter()
         try:
-            healthy = await asyncio.wait_for(self.node.broker.healthy(), HEALTH_TIMEOUT)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation
+            # that arrives as the check completes, and the node, closing,
+            # would wait for this task forever.
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                healthy = await self.node.broker.healthy()
         except (TimeoutError, RoomcastError, OSError):
             healthy = False
         self.broker_healthy, self.broker_rtt = healthy, time.perf_counter() - started

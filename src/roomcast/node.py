@@ -206,6 +206,11 @@ class Node:
         self.metrics = (Collector if settings.metrics else Idle)(settings.node_id)
         self.supervisor = Supervisor()
         self.draining = False
+        # Set when the node closes: its background loops stop at the end of
+        # a round even if a cancellation was lost. redis-py writes every
+        # command under asyncio.wait_for, which on Python 3.11 swallows a
+        # cancellation that arrives as the write completes.
+        self.closing = False
         self.streams = 0
         self._id_prefix = f"{secrets.token_hex(4)}-"
         self._ids = itertools.count(1)
@@ -224,6 +229,7 @@ class Node:
 
     async def close(self) -> None:
         """Stop the background tasks and the broker."""
+        self.closing = True
         await self.supervisor.close()
         await self.broker.close()
 
@@ -595,7 +601,7 @@ class Node:
         """Keep this node's presence entries alive in the shared state."""
         shared = self.broker.shared
         interval = self.settings.presence_ttl / 3
-        while shared is not None:
+        while shared is not None and not self.closing:
             await asyncio.sleep(interval)
             entries = self.presence.entries()
             for start in range(0, len(entries), PRESENCE_CHUNK):
@@ -879,7 +885,7 @@ class Node:
 
     async def _sweep(self) -> None:
         sweep = getattr(self.broker, "sweep", None)
-        while sweep is not None:
+        while sweep is not None and not self.closing:
             await asyncio.sleep(SWEEP_INTERVAL)
             keep = {room.key for room in self.hub.rooms()} | set(self.presence.room_keys())
             sweep(time.time(), keep)

@@ -69,7 +69,10 @@ async def _track_health(node: Node, health: HealthServicer, serving: bool) -> No
     while not node.draining:
         await asyncio.sleep(HEALTH_CHECK_INTERVAL)
         try:
-            healthy = await asyncio.wait_for(node.broker.healthy(), HEALTH_CHECK_INTERVAL)
+            # Not asyncio.wait_for, which can swallow the cancellation of a
+            # closing node on Python 3.11 (see Monitor.tick).
+            async with asyncio.timeout(HEALTH_CHECK_INTERVAL):
+                healthy = await node.broker.healthy()
         except TimeoutError:
             healthy = False
         if healthy != serving and not node.draining:

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import pytest
+from cluster_nodes import prefixed, start_nodes, stop_nodes
 from harness import ServerProcess, start_server
+from redis_harness import RedisProcess, start_redis
 
 from roomcast.v1 import admin_pb2_grpc, realtime_pb2_grpc
 
@@ -44,3 +46,23 @@ def unique() -> Callable[[str], str]:
     """Room names unique to one test, so tests sharing a server never meet."""
     suffix = uuid.uuid4().hex[:10]
     return lambda prefix: f"{prefix}{suffix}"
+
+
+@pytest.fixture(scope="session")
+def platform_redis() -> Iterator[RedisProcess]:
+    """The `redis-server` of the shared multi-node platform (never the machine's own)."""
+    redis = start_redis()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def three_nodes(platform_redis: RedisProcess) -> Iterator[list[ServerProcess]]:
+    """Nodes A, B and C: one platform through Redis, shared by the cluster tests.
+
+    Tests keep apart with room names and tenants of their own.
+    """
+    nodes = start_nodes(3, prefixed(platform_redis.url))
+    yield nodes
+    codes = stop_nodes(nodes)
+    assert codes == [0, 0, 0], "\n".join(node.log for node in nodes)
