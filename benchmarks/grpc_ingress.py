@@ -25,7 +25,6 @@ import asyncio
 import multiprocessing as mp
 import os
 import re
-import secrets
 import shutil
 import struct
 import subprocess
@@ -34,17 +33,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import psutil
 import uvloop
+from fanout_processes import start_redis, start_roomcast
 
 from roomcast.auth import mint_token
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
 ROOM = "global.bench"
-REPOSITORY = Path(__file__).resolve().parent.parent
 SERVICE = "/roomcast.v1.RealtimeService"
 
 
@@ -65,28 +63,10 @@ class Phase:
     server_cpu: float
 
 
-def start_server() -> Server:
-    secret = secrets.token_urlsafe(32)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("ROOMCAST_")}
-    environment |= {"ROOMCAST_JWT_SECRET": secret}
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "roomcast", "serve", "--host", "127.0.0.1"),
-            *("--grpc-port", "0", "--http-port", "0"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=environment,
-        cwd=REPOSITORY,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("roomcast ready: grpc="):
-            target = line.split("grpc=", 1)[1].split()[0]
-            token = mint_token(secret, subject="bench", roles=["service"], ttl=3600)
-            return Server(process, target, token)
-    raise RuntimeError("server did not start")
+def start_server(settings: dict[str, str]) -> Server:
+    node = start_roomcast(settings)
+    token = mint_token(node.secret, subject="bench", roles=["service"], ttl=3600)
+    return Server(node.process, node.grpc, token)
 
 
 def metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -269,6 +249,12 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=64, help="concurrent unary calls")
     parser.add_argument("--batch", type=int, default=1000, help="events per PublishBatch")
     parser.add_argument("--batch-in-flight", type=int, default=4)
+    parser.add_argument(
+        "--broker",
+        choices=["memory", "redis"],
+        default="memory",
+        help="redis: a redis-server of the benchmark's own, on a free port",
+    )
     args = parser.parse_args()
     loads = ["h2load", "grpcio"] if args.load == "both" else [args.load]
     if "h2load" in loads and shutil.which("h2load") is None:
@@ -277,7 +263,11 @@ def main() -> None:
         print("h2load not found (apt-get install nghttp2-client); grpcio clients only")
         loads.remove("h2load")
 
-    server = start_server()
+    settings, redis = {}, None
+    if args.broker == "redis":
+        redis = start_redis()
+        settings["broker"] = f"redis://127.0.0.1:{redis.port}/0"
+    server = start_server(settings)
     ready, stop = mp.Event(), mp.Event()
     counts = mp.Array("q", 3)
     reader = mp.Process(target=subscriber, args=(server.target, server.token, ready, stop, counts))
@@ -286,7 +276,10 @@ def main() -> None:
     try:
         if not ready.wait(20):
             raise RuntimeError("subscriber did not attach")
-        print(f"roomcast gRPC ingress, {os.cpu_count()} cores, one Subscribe stream attached")
+        print(
+            f"roomcast gRPC ingress ({args.broker} broker), {os.cpu_count()} cores,"
+            " one Subscribe stream attached"
+        )
         unary = tick().SerializeToString()
         batch = realtime_pb2.PublishBatchRequest(events=[tick()] * args.batch).SerializeToString()
         streams = max(1, args.in_flight // 4)
@@ -352,6 +345,8 @@ def main() -> None:
         reader.terminate()
         server.process.terminate()
         server.process.wait(15)
+        if redis is not None:
+            redis.stop()
 
 
 if __name__ == "__main__":

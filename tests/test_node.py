@@ -6,7 +6,8 @@ from google.protobuf.struct_pb2 import Struct
 from local_node import FakeConnection, local_node, user
 
 from roomcast.brokers import Publication
-from roomcast.node import CONTROL, DISCONNECT, Node
+from roomcast.node import Node
+from roomcast.operations import CONTROL, DISCONNECT
 from roomcast.presence import ConnectionId
 from roomcast.rooms import Room, RoomName, TenantId
 from roomcast.v1.event_pb2 import Event

@@ -8,6 +8,9 @@ logic lives in the shells and none is written twice.
 An event's path: ``prepare`` (validate, authorise, build the ``Event``) →
 ``Broker.publish`` (offset, history) → ``_fan_out`` (the hub's plan) →
 ``Recipient.deliver`` (a non-blocking append to a bounded buffer).
+
+The operators' verbs (ListRooms, alerts, DisconnectUser, TrackActivity,
+metrics) live beside it in :mod:`roomcast.operations`, as ``node.operations``.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
 from google.protobuf.struct_pb2 import Struct
 
-from .activity import activity_payload
-from .auth import Principal, Role, TokenVerifier
+from .auth import Principal, TokenVerifier
 from .brokers import Broker, Draft, Publication, Published, Retention
 from .config import Settings
 from .errors import (
@@ -38,15 +39,13 @@ from .errors import (
 )
 from .history import Page, Position
 from .hub import ANY_TENANT, Hub, PatternSubscription
-from .metrics import Alert, Collector, Idle
-from .metrics.cluster import aggregate
-from .metrics.collector import snapshot_json
+from .metrics import Collector, Idle
 from .monitor import Monitor
+from .operations import CONTROL, DISCONNECT, Operations
 from .policy import Action, Policy, ResolvedRoom
 from .presence import ConnectionId, Member, Presence
 from .rooms import (
     Room,
-    RoomName,
     TenantId,
     is_pattern,
     parse_event_name,
@@ -64,7 +63,6 @@ __all__ = [
     "Node",
     "PublishInput",
     "Recipient",
-    "RoomSummary",
     "Subscription",
 ]
 
@@ -72,13 +70,6 @@ log = logging.getLogger(__name__)
 
 MAX_HISTORY_PAGE = 1_000
 MAX_IDEMPOTENCY_KEY = 128
-MAX_LISTED_ROOMS = 10_000
-MAX_REASON = 100
-# Nodes tell each other what to do with events of this room. No client can
-# name it: "roomcast" is no kind of room, so the policy refuses it, and
-# patterns never match a room the policy does not cover.
-CONTROL = Room.of(RoomName("roomcast.control"), None)
-DISCONNECT = "control.disconnect"
 PRESENCE_CHUNK = 1_000
 SWEEP_INTERVAL = 30.0
 # Event fields (proto/roomcast/v1/event.proto) framed by _draft.
@@ -132,17 +123,6 @@ class Subscription:
     rooms: dict[str, Room] = field(default_factory=dict)
     patterns: list[PatternSubscription[Recipient]] = field(default_factory=list)
     resume: list[tuple[str, ResolvedRoom, Position]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class RoomSummary:
-    """A room as ListRooms shows it."""
-
-    room: Room
-    members: int
-    subscribers: int
-    position: Position
-    history_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +182,7 @@ class Node:
         self.presence = Presence()
         self.sessions = Sessions(self)
         self.monitor = Monitor(self)
+        self.operations = Operations(self)
         self.security = SecurityWatch(settings)
         self.metrics = (Collector if settings.metrics else Idle)(settings.node_id)
         self.supervisor = Supervisor()
@@ -611,89 +592,6 @@ class Node:
                     log.info("presence refresh failed: %s", error.message)
                     break
 
-    def _admin_scope(self, principal: Principal, tenant_id: str, what: str) -> TenantId | None:
-        """The tenant an administrative call acts in, or None for every tenant.
-
-        Platform-level callers (super admins, platform services) act anywhere
-        and may name a tenant; a tenant's services and admins act in their own
-        tenant only; nobody else may.
-
-        Raises:
-            Forbidden: naming ``what`` the caller may not do.
-        """
-        if principal.tenant is None:
-            if not (principal.is_super_admin or principal.is_service):
-                raise Forbidden(f"{what} is for services and admins")
-            return TenantId(parse_segment(tenant_id, field_name="tenant_id")) if tenant_id else None
-        if not (principal.is_service or principal.has(Role.TENANT_ADMIN)):
-            raise Forbidden(f"{what} is for services and admins")
-        if tenant_id and tenant_id != principal.tenant:
-            raise Forbidden(f"tenant_id: callers of tenant {principal.tenant!r} act only in it")
-        return principal.tenant
-
-    async def list_rooms(
-        self, principal: Principal, prefix: str, tenant_id: str
-    ) -> tuple[list[RoomSummary], bool]:
-        """Rooms with history, members or subscribers, as the caller may see them.
-
-        Returns:
-            The rooms sorted by tenant and name, and whether the list was cut.
-        """
-        tenant = self._admin_scope(principal, tenant_id, "listing rooms")
-        every_tenant = principal.tenant is None and not tenant_id
-        stats = {s.room.key: s for s in await self.broker.rooms()}
-        rooms = {s.room.key: s.room for s in stats.values()}
-        rooms.update((room.key, room) for room in self.hub.rooms())
-        rooms.update((key, Room.from_key(key)) for key in self.presence.room_keys())
-        # Rooms whose only trace is a member on another node (no events, no
-        # local interest): listed if a live member is counted below.
-        elsewhere = {key for key in await self._shared_presence_rooms() if key not in rooms}
-        rooms.update((key, Room.from_key(key)) for key in elsewhere)
-        rooms.pop(CONTROL.key, None)  # the nodes' own room, no client's
-        visible = sorted(
-            (
-                room
-                for room in rooms.values()
-                if (every_tenant or room.tenant == tenant) and room.name.startswith(prefix)
-            ),
-            key=lambda r: (r.tenant or "", r.name),
-        )
-        listed = visible[:MAX_LISTED_ROOMS]
-        counts = await self._member_counts([room.key for room in listed])
-        summaries = []
-        for room in listed:
-            if room.key in elsewhere and not counts.get(room.key):
-                continue  # its members' entries expired (their node died)
-            stat = stats.get(room.key)
-            summaries.append(
-                RoomSummary(
-                    room,
-                    counts.get(room.key, 0),
-                    self.hub.subscriber_count(room),
-                    stat.position if stat else Position(0, ""),
-                    stat.history_size if stat else 0,
-                )
-            )
-        return summaries, len(visible) > MAX_LISTED_ROOMS
-
-    async def _shared_presence_rooms(self) -> list[str]:
-        shared = self.broker.shared
-        if shared is not None:
-            try:
-                return await shared.presence_rooms()
-            except BrokerError as error:
-                log.info("rooms with members elsewhere not listed: %s", error.message)
-        return []
-
-    async def _member_counts(self, room_keys: list[str]) -> Mapping[str, int]:
-        shared = self.broker.shared
-        if shared is not None:
-            try:
-                return await shared.presence_counts(room_keys)
-            except BrokerError as error:
-                log.info("member counts from this node only: %s", error.message)
-        return {key: self.presence.member_count(key) for key in room_keys}
-
     # -- membership (JoinRoom / LeaveRoom) -------------------------------------
 
     def _placement(
@@ -741,39 +639,7 @@ class Node:
         targets = self.sessions.targets(resolved, tenant, user_id, connection_id)
         return sum([await self.sessions.remove(target, resolved) for target in targets])
 
-    async def disconnect_user(
-        self, principal: Principal, user_id: str, tenant_id: str, connection_id: str, reason: str
-    ) -> int:
-        """Close a user's live connections (or one) with 4001, on every node.
-
-        Returns:
-            How many were closed on this node (the others close theirs).
-
-        Services of the user's tenant, tenant admins of it, and platform-level
-        callers (super admins and platform services) may.
-
-        Raises:
-            Forbidden: anyone else, or another tenant's caller.
-            InvalidArgument: a malformed user id, tenant or reason.
-        """
-        if len(reason) > MAX_REASON:
-            raise InvalidArgument(f"reason: longer than {MAX_REASON} characters")
-        tenant = self._admin_scope(principal, tenant_id, "disconnecting users")
-        closed = self.sessions.disconnect_user(tenant, user_id, connection_id, reason)
-        if self.broker.shared is not None:
-            # The user's other connections may be on other nodes.
-            await self._command(
-                DISCONNECT,
-                {
-                    "tenant_id": tenant or "",
-                    "user_id": user_id,
-                    "connection_id": connection_id,
-                    "reason": reason,
-                },
-            )
-        return closed
-
-    async def _command(self, kind: str, data: Mapping[str, Any]) -> None:
+    async def command(self, kind: str, data: Mapping[str, Any]) -> None:
         """Tell every other node to do something (through the control room)."""
         payload = Struct()
         payload.update({**data, "origin": self.settings.node_id})
@@ -798,91 +664,6 @@ class Node:
                     command.get("reason", ""),
                 )
 
-    async def track_activity(
-        self, principal: Principal, tenant_id: str, **report: Any
-    ) -> Published:
-        """Publish a backend's activity report as ``user.activity`` to the tenant's admins.
-
-        Args:
-            principal: the reporting service.
-            tenant_id: the user's tenant (a tenant's service may leave it empty).
-            report: the fields of :func:`~roomcast.activity.activity_payload`.
-
-        Raises:
-            RoomcastError: a bad field, or a caller that may not report.
-        """
-        if not principal.is_service:
-            raise Forbidden("TrackActivity is for services")
-        if principal.tenant is not None and tenant_id and tenant_id != principal.tenant:
-            raise Forbidden(f"tenant_id: callers of tenant {principal.tenant!r} act only in it")
-        tenant = principal.tenant or (
-            parse_segment(tenant_id, field_name="tenant_id") if tenant_id else ""
-        )
-        if not tenant:
-            raise InvalidArgument("tenant_id: required from a platform service")
-        payload = activity_payload(tenant_id=tenant, **report)
-        result = await self.publish(principal, _Activity(f"tenant.{tenant}.admins", payload))
-        self.metrics.counters.activities += 1
-        return result
-
-    # -- metrics -------------------------------------------------------------
-
-    async def metrics_payload(self, principal: Principal, *, cluster: bool) -> dict[str, Any]:
-        """The latest metrics sample (a ``metrics.snapshot`` payload), for platform callers.
-
-        Args:
-            principal: the caller.
-            cluster: aggregate every live node's latest sample (with a shared
-                broker; a single node answers for itself).
-
-        Raises:
-            Forbidden: for callers of a tenant.
-        """
-        self._check_platform(principal, "metrics")
-        own = snapshot_json(self.metrics.latest or self.monitor.sample())
-        shared = self.broker.shared
-        if not cluster or shared is None:
-            return {**own, "nodes": [own["node_id"]]}
-        try:
-            records = await shared.nodes()
-        except BrokerError as error:
-            log.info("cluster metrics from this node only: %s", error.message)
-            records = []
-        payloads = {r.node_id: orjson.loads(r.snapshot) for r in records}
-        payloads[own["node_id"]] = own  # fresher than its last heartbeat
-        return aggregate(list(payloads.values()))
-
-    def alerts(self, principal: Principal, tenant_id: str) -> tuple[list[Alert], list[Alert]]:
-        """Firing and recent alerts the caller may see.
-
-        Platform-level callers see every alert (or one tenant's, naming it);
-        a tenant's admins and services see their tenant's only.
-
-        Raises:
-            Forbidden: for tenant users without the admin or service role.
-        """
-        tenant = self._admin_scope(principal, tenant_id, "reading alerts")
-
-        def visible(alert: Alert) -> bool:
-            return tenant is None or alert.tenant_id == tenant
-
-        alerts = self.monitor.alerts
-        return (
-            [a for a in alerts.firing() if visible(a)],
-            [a for a in alerts.recent() if visible(a)],
-        )
-
-    def clear_alerts(self, principal: Principal, include_firing: bool) -> int:
-        """Empty the alert log; platform-level callers only."""
-        self._check_platform(principal, "alert logs")
-        return self.monitor.alerts.clear(include_firing=include_firing)
-
-    def _check_platform(self, principal: Principal, what: str) -> None:
-        if principal.tenant is not None or not (principal.is_super_admin or principal.is_service):
-            raise Forbidden(
-                f"{what} are for platform-level callers (super_admin, platform services)"
-            )
-
     async def _sweep(self) -> None:
         sweep = getattr(self.broker, "sweep", None)
         while sweep is not None and not self.closing:
@@ -893,19 +674,3 @@ class Node:
     def begin_drain(self) -> None:
         """Refuse new work from now on (shutdown has begun)."""
         self.draining = True
-
-
-class _Activity:
-    """An activity report in the shape ``publish`` takes."""
-
-    __slots__ = ("payload", "room")
-
-    event = "user.activity"
-    tenant_id = ""
-    skip_history = False
-    idempotency_key = ""
-
-    def __init__(self, room: str, activity: Mapping[str, Any]) -> None:
-        self.room = room
-        self.payload = Struct()
-        self.payload.update(activity)

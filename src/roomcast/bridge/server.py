@@ -40,6 +40,7 @@ from ..node import Node
 from ..presence import ConnectionId
 from ..security.addresses import IPAddress, parse_address
 from .connection import Connection, Flusher
+from .expiry import ExpiryWatch
 from .frames import Auth, confirmed_frame, decode, parse
 from .http import Page, Routes, token_from_request
 from .limits import CursorThrottle
@@ -172,24 +173,11 @@ class Bridge:
             self._close,
         )
         session = ClientSession(self.node, connection, principal, self.cursors, self._later)
-        watch: asyncio.Task[None] | None = None
+        watch: ExpiryWatch | None = None
         try:
-            joined = await self.node.sessions.connect(connection, principal)
-            connection.send(
-                confirmed_frame(
-                    connection.id,
-                    principal.subject,
-                    principal.tenant,
-                    principal.roles,
-                    joined,
-                    self.settings.ws_heartbeat,
-                    principal.expires_at,
-                )
-            )
-            for room in joined:
-                connection.release(room.room.key, room.position.offset)
+            await self._confirm(connection, principal)
             self.security.connected(self.node, principal, address)
-            watch = asyncio.create_task(self._watch_expiry(session))
+            watch = self._watch_expiry(session)
             await session.run()
         except ConnectionClosed:
             pass
@@ -200,6 +188,27 @@ class Bridge:
             if watch is not None:
                 watch.cancel()
             await self.node.sessions.disconnect(connection.id)
+
+    async def _confirm(self, connection: Connection, principal: Principal) -> None:
+        """Join the connection's own rooms and send ``connection.confirmed``.
+
+        A method of its own so that what joining returned (pages, member
+        lists) is dropped when it returns, not held for the session's life.
+        """
+        joined = await self.node.sessions.connect(connection, principal)
+        connection.send(
+            confirmed_frame(
+                connection.id,
+                principal.subject,
+                principal.tenant,
+                principal.roles,
+                joined,
+                self.settings.ws_heartbeat,
+                principal.expires_at,
+            )
+        )
+        for room in joined:
+            connection.release(room.room.key, room.position.offset)
 
     def _client_address(self, websocket: ServerConnection) -> IPAddress | None:
         """The client's address: the peer's, or a trusted proxy's X-Forwarded-For."""
@@ -251,20 +260,19 @@ class Bridge:
             token = frame.token
         return token
 
-    async def _watch_expiry(self, session: ClientSession) -> None:
+    def _watch_expiry(self, session: ClientSession) -> ExpiryWatch:
         """Warn before the token expires; close with 4002 if it was not refreshed."""
-        notice = self.settings.token_expiry_notice
-        while True:
-            expires_at = session.principal.expires_at
-            await asyncio.sleep(max(0.0, expires_at - notice - time.time()))
-            if session.principal.expires_at != expires_at:
-                continue  # refreshed meanwhile
+
+        def warn(expires_at: float) -> None:
             session.connection.send({"type": "token.expiring", "expires_at": int(expires_at)})
-            await asyncio.sleep(max(0.0, expires_at - time.time()))
-            if session.principal.expires_at == expires_at:
-                expired = TokenExpired("token expired; reconnect with a fresh one")
-                await session.close(expired, reader=False)
-                return
+
+        def expire() -> None:
+            expired = TokenExpired("token expired; reconnect with a fresh one")
+            self._spawn(session.close(expired, reader=False))
+
+        return ExpiryWatch(
+            lambda: session.principal, self.settings.token_expiry_notice, warn, expire
+        )
 
     def _close(self, connection: Connection, code: int, reason: str) -> None:
         if code == SLOW_CONSUMER:

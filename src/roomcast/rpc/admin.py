@@ -34,7 +34,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListRoomsRequest, context: Context
     ) -> admin_pb2.ListRoomsResponse:
         principal = authenticate(self.node, context)
-        rooms, truncated = await self.node.list_rooms(principal, request.prefix, request.tenant_id)
+        rooms, truncated = await self.node.operations.list_rooms(
+            principal, request.prefix, request.tenant_id
+        )
         return admin_pb2.ListRoomsResponse(
             rooms=[room_to_pb(room) for room in rooms], truncated=truncated
         )
@@ -67,7 +69,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.GetAlertsRequest, context: Context
     ) -> admin_pb2.GetAlertsResponse:
         principal = authenticate(self.node, context)
-        firing, recent = self.node.alerts(principal, request.tenant_id)
+        firing, recent = self.node.operations.alerts(principal, request.tenant_id)
         node_id = self.node.settings.node_id
         return admin_pb2.GetAlertsResponse(
             firing=[alert_to_pb(a, node_id) for a in firing],
@@ -79,7 +81,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ClearAlertsRequest, context: Context
     ) -> admin_pb2.ClearAlertsResponse:
         principal = authenticate(self.node, context)
-        cleared = self.node.clear_alerts(principal, request.include_firing)
+        cleared = self.node.operations.clear_alerts(principal, request.include_firing)
         return admin_pb2.ClearAlertsResponse(cleared=cleared)
 
     @handle_errors
@@ -87,7 +89,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.TrackActivityRequest, context: Context
     ) -> admin_pb2.TrackActivityResponse:
         principal = authenticate(self.node, context)
-        published = await self.node.track_activity(
+        published = await self.node.operations.track_activity(
             principal,
             request.tenant_id,
             user_id=request.user_id,
@@ -104,7 +106,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.DisconnectUserRequest, context: Context
     ) -> admin_pb2.DisconnectUserResponse:
         principal = authenticate(self.node, context)
-        closed = await self.node.disconnect_user(
+        closed = await self.node.operations.disconnect_user(
             principal, request.user_id, request.tenant_id, request.connection_id, request.reason
         )
         return admin_pb2.DisconnectUserResponse(connections=closed)

@@ -11,7 +11,7 @@ from ..brokers import Published
 from ..errors import RoomcastError
 from ..history import Position
 from ..metrics import Alert, Severity
-from ..node import RoomSummary
+from ..operations import RoomSummary
 from ..presence import Member
 from ..v1 import admin_pb2, event_pb2, realtime_pb2
 

@@ -171,7 +171,9 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         self, request: realtime_pb2.GetMetricsRequest, context: Context
     ) -> realtime_pb2.GetMetricsResponse:
         principal = authenticate(self.node, context)
-        return metrics_to_pb(await self.node.metrics_payload(principal, cluster=request.cluster))
+        return metrics_to_pb(
+            await self.node.operations.metrics_payload(principal, cluster=request.cluster)
+        )
 
     def stop_streams(self) -> None:
         """End every Subscribe stream (shutdown)."""
