@@ -7,6 +7,7 @@ session: one server, and a 3-master cluster (see tests/brokers/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -284,3 +285,46 @@ async def test_stats_count_what_was_received(make: Factory) -> None:
     assert (stats.connects, stats.reconnects, stats.failures) == (1, 0, 0)
     assert stats.received == 3
     assert broker.reconnects == 0
+
+
+async def test_publishes_of_one_turn_travel_as_one_message_per_room(make: Factory) -> None:
+    a, b = await make(), await make()
+    lobby, other = room("chat", "acme"), room("chat", "acme")
+    for where in (lobby, other):
+        await b.broker.listen(where.key)
+    sent = [draft(lobby, f"n{n}") for n in range(10)] + [draft(other, "o")]
+    # Concurrent publishes, as from gRPC calls in flight: pipelined together.
+    results = await asyncio.gather(*(a.broker.publish(item) for item in sent))
+    assert [r.offset for r in results] == [*range(1, 11), 1]
+    delivered = await b.events.wait_for(lobby, 10)
+    assert [p.offset for p in delivered] == list(range(1, 11))
+    assert [event_of(p.data).id for p in delivered] == [d.id for d in sent[:10]]
+    assert [p.offset for p in await b.events.wait_for(other, 1)] == [1]
+    broker = b.broker
+    assert isinstance(broker, RedisBroker)
+    assert broker.stats.received == 2  # one message per room, not one per event
+    assert broker.stats.undecodable == 0
+
+
+async def test_a_repeated_idempotency_key_in_one_pipeline_publishes_once(make: Factory) -> None:
+    a, b = await make(), await make()
+    where = room()
+    await b.broker.listen(where.key)
+    first, again = draft(where, "x", idempotency_key="k1"), draft(where, "y", idempotency_key="k1")
+    results = await asyncio.gather(a.broker.publish(first), a.broker.publish(again))
+    assert [(r.offset, r.id, r.duplicate) for r in results] == [
+        (1, first.id, False),
+        (1, first.id, True),
+    ]
+    assert [p.offset for p in await b.events.wait_for(where, 1)] == [1]
+
+
+async def test_an_event_without_an_id_publishes(make: Factory) -> None:
+    # The nodes' own commands (the control room) carry no event id.
+    a, b = await make(), await make()
+    where = room()
+    await b.broker.listen(where.key)
+    anonymous = dataclasses.replace(draft(where), id="")
+    result = await a.broker.publish(anonymous)
+    assert (result.offset, result.id) == (1, "")
+    assert [p.offset for p in await b.events.wait_for(where, 1)] == [1]

@@ -62,6 +62,7 @@ from ..rooms import Room
 from ..tasks import Supervisor
 from .backoff import Backoff
 from .broker import Deliver, Draft, Published, Retention, RoomStats, epoch_field, offset_field
+from .coalesce import Coalescer
 from .redis_clients import DEFAULT_MAX_CONNECTIONS, CommandClient, command_client, topology
 from .redis_keys import KeySpace
 from .redis_listener import DEFAULT_PING_INTERVAL, FAULTS, Listener
@@ -103,6 +104,8 @@ DEFAULT_NODE_TTL = 15.0
 LISTENER_TASK = "redis-listener"
 HEALTH_TIMEOUT = 1.0
 MAX_LISTED_ROOMS = 10_000
+# Publishes of one event-loop turn sent together, at most (one pipeline).
+MAX_COALESCED = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +188,9 @@ class RedisBroker:
         self._supervisor = Supervisor()
         self._errors = 0
         self._timeouts = 0
+        self._publishes: Coalescer[Draft, Published | RoomcastError] = Coalescer(
+            self.publish_many, MAX_COALESCED
+        )
         self.node_id = node_id
         self.presence_ttl = presence_ttl
         self.node_ttl = node_ttl
@@ -216,6 +222,7 @@ class RedisBroker:
         """Stop delivering and close every connection."""
         if self._listener is not None:
             self._listener.close()
+        self._publishes.close()
         await self._supervisor.close()
         if self._client is not None:
             if isinstance(self._client, RedisCluster):
@@ -305,8 +312,14 @@ class RedisBroker:
             BrokerError: Redis refused or is unreachable.
             BrokerTimeout: Redis did not answer within ``publish_timeout``.
         """
-        names, args = publish_call(self.keys, (draft,), self._options)
-        return published(await self._call(PUBLISH.run(self.client, names, args)))[0]
+        # Pipelined with the other publishes of this event-loop turn
+        # (coalesce.py): one round trip, one script run and one pub/sub
+        # message per room for all of them.
+        result = await self._publishes.submit(draft)
+        if isinstance(result, RoomcastError):
+            # The error may be shared by the batch: raise it afresh.
+            raise result.with_traceback(None)
+        return result
 
     async def publish_many(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
         """Publish events in order: one script run per room, all in one pipeline.

@@ -1,9 +1,16 @@
-"""The Redis broker's pub/sub message: an event's position, then its body. Pure.
+"""The Redis broker's pub/sub message: events' positions, then their bodies. Pure.
 
 The publish script (``redis_publish.lua``) writes it, because only the
-script knows the offset; every node reads it::
+script knows the offsets; every node reads it. One event::
 
     v1 <offset> <epoch> <accepted_ns> <flags> <room key> LF <body>
+
+Several events of one room published by one script run (a batch, or
+concurrent publishes the broker pipelined together) travel as one message,
+so a node reads one message per run, not one per event::
+
+    v2 <count> <epoch> <room key> LF
+    then per event: <offset> <accepted_ns> <flags> <body length> LF <body>
 
 ``body`` is :attr:`~roomcast.brokers.broker.Draft.body`, the encoded
 ``Event`` without its position; the receiving node appends ``offset`` and
@@ -13,16 +20,19 @@ ephemeral signal (:attr:`~roomcast.brokers.broker.Draft.signal`).
 
 Header fields are ASCII and contain no space or line feed (room keys
 cannot), so one split reads them. The version word lets a rolling upgrade
-tell old messages from new ones.
+tell old messages from new ones: a node that reads only ``v1`` drops ``v2``
+messages (counted as undecodable), so upgrade every node of a platform
+before relying on batched delivery across nodes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SIGNAL", "VERSION", "Envelope", "decode", "encode"]
+__all__ = ["BATCH", "SIGNAL", "VERSION", "Envelope", "decode", "decode_all", "encode", "encode_all"]
 
 VERSION = b"v1"
+BATCH = b"v2"
 SIGNAL = 1
 _LF = 10
 
@@ -80,3 +90,60 @@ def decode(message: bytes) -> Envelope:
         memoryview(message)[end + 1 :],
         bool(int(flags) & SIGNAL),
     )
+
+
+def encode_all(envelopes: list[Envelope]) -> bytes:
+    """The message for events of one room and epoch (what the publish script builds).
+
+    One event is a ``v1`` message; several are one ``v2`` message.
+    """
+    if len(envelopes) == 1:
+        return encode(envelopes[0])
+    first = envelopes[0]
+    parts: list[bytes | memoryview] = [
+        BATCH,
+        f" {len(envelopes)} {first.epoch} {first.room_key}\n".encode(),
+    ]
+    for envelope in envelopes:
+        flags = SIGNAL if envelope.signal else 0
+        head = f"{envelope.offset} {envelope.accepted_ns} {flags} {len(envelope.body)}\n"
+        parts += (head.encode(), envelope.body)
+    return b"".join(parts)
+
+
+def decode_all(message: bytes) -> list[Envelope]:
+    """Read a ``v1`` or ``v2`` message: its events, in order.
+
+    Bodies are views into ``message``.
+
+    Raises:
+        ValueError: not a message of either version, or a truncated one.
+    """
+    if not message.startswith(BATCH + b" "):
+        return [decode(message)]
+    end = message.find(_LF)
+    if end == -1:
+        raise ValueError("no header")
+    fields = message[:end].split(b" ")
+    if len(fields) != 4:
+        raise ValueError(f"not a {BATCH.decode()} header")
+    _, count_field, epoch_field, room_field = fields
+    count, epoch, room_key = int(count_field), epoch_field.decode(), room_field.decode()
+    view = memoryview(message)
+    envelopes = []
+    start = end + 1
+    for _ in range(count):
+        end = message.find(_LF, start)
+        if end == -1:
+            raise ValueError("truncated event header")
+        offset, accepted_ns, flags, length = (int(f) for f in message[start:end].split(b" "))
+        start, stop = end + 1, end + 1 + length
+        if stop > len(message) or length < 0:
+            raise ValueError("truncated event body")
+        envelopes.append(
+            Envelope(room_key, offset, epoch, accepted_ns, view[start:stop], bool(flags & SIGNAL))
+        )
+        start = stop
+    if start != len(message):
+        raise ValueError("bytes after the last event")
+    return envelopes

@@ -45,7 +45,7 @@ from ..rooms import Room
 from .backoff import Backoff
 from .broker import Deliver, Publication, position_fields
 from .interest import Interest
-from .redis_envelope import decode
+from .redis_envelope import decode_all
 from .redis_keys import SLOTS, KeySpace
 
 __all__ = ["DEFAULT_PING_INTERVAL", "Listener", "ListenerStats", "Topology"]
@@ -425,25 +425,31 @@ class Listener:
         link.last = message
         self.stats.received += 1
         try:
-            envelope = decode(message)
+            envelopes = decode_all(message)
         except (ValueError, UnicodeDecodeError):
             self.stats.undecodable += 1
-            log.warning("dropped a pub/sub message that is no v1 envelope (%d bytes)", len(message))
+            log.warning("dropped a pub/sub message that is no envelope (%d bytes)", len(message))
             return
-        room = self._rooms.get(envelope.room_key)
-        if room is None:
-            if len(self._rooms) >= _MAX_ROOMS_CACHED:
-                self._rooms.clear()
-            room = self._rooms[envelope.room_key] = Room.from_key(envelope.room_key)
-        if not self.interest.wants(room):
-            self.stats.unwanted += 1
-            return
-        data = b"".join((envelope.body, position_fields(envelope.offset, envelope.epoch)))
-        self._pending.append(
-            Publication(
-                room, envelope.offset, envelope.epoch, envelope.accepted_ns, data, envelope.signal
+        for envelope in envelopes:
+            room = self._rooms.get(envelope.room_key)
+            if room is None:
+                if len(self._rooms) >= _MAX_ROOMS_CACHED:
+                    self._rooms.clear()
+                room = self._rooms[envelope.room_key] = Room.from_key(envelope.room_key)
+            if not self.interest.wants(room):
+                self.stats.unwanted += 1
+                return  # one message is one room's
+            data = b"".join((envelope.body, position_fields(envelope.offset, envelope.epoch)))
+            self._pending.append(
+                Publication(
+                    room,
+                    envelope.offset,
+                    envelope.epoch,
+                    envelope.accepted_ns,
+                    data,
+                    envelope.signal,
+                )
             )
-        )
         if not self._flush_scheduled:
             # Everything already buffered is read before the loop runs this:
             # the node gets one call per burst, not one per message.

@@ -7,11 +7,14 @@
 --       4 epoch for a new room      5 history size     6 history ttl (ms)
 --       7 meta ttl (ms)             8 idempotency ttl (ms)
 --       9 room key                 10 event count
---       then per event: id, body, accepted_ns, skip history ("1"/"0"),
---       index of its idempotency key in KEYS (0: none), envelope flags
+--       then one argument per event, "<id, maybe empty> <accepted_ns> <skip history 1/0>
+--       <index of its idempotency key in KEYS, 0: none> <envelope flags>\n<body>"
+--       (one argument, not six: the client's cost is per argument)
 -- Returns per event: duplicate (0/1), offset, epoch, id.
 --
--- The message is "v1 <offset> <epoch> <accepted_ns> <flags> <room key>\n<body>"
+-- One message per run: "v1 <offset> <epoch> <accepted_ns> <flags> <room key>\n<body>"
+-- for one event, "v2 <count> <epoch> <room key>\n" then per event
+-- "<offset> <accepted_ns> <flags> <body length>\n<body>" for several
 -- (redis_envelope.py). accepted_ns stays a string: Lua numbers are doubles.
 
 local meta, log = KEYS[1], KEYS[2]
@@ -37,10 +40,14 @@ local stored_at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
 
 local results = {}
 local stored = false
+local records = {}  -- per event published: offset text, accepted_ns, flags, body
 for i = 0, count - 1 do
-  local at = 11 + i * 6
-  local id, body, accepted_ns = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-  local skip, key_index, flags = ARGV[at + 3], tonumber(ARGV[at + 4]), ARGV[at + 5]
+  local packed = ARGV[11 + i]
+  local newline = string.find(packed, '\n', 1, true)
+  local id, accepted_ns, skip, key_index, flags =
+    string.match(string.sub(packed, 1, newline - 1), '^(%S*) (%d+) ([01]) (%d+) (%d+)$')
+  local body = string.sub(packed, newline + 1)
+  key_index = tonumber(key_index)
   local earlier = key_index > 0 and redis.call('GET', KEYS[key_index])
   if earlier then
     -- "<offset> <epoch> <id>" of the first publish with this key.
@@ -59,12 +66,7 @@ for i = 0, count - 1 do
       stored = true
     end
     local text = string.format('%d', offset)
-    local message = 'v1 ' .. text .. ' ' .. epoch .. ' ' .. accepted_ns .. ' ' .. flags .. ' '
-      .. room .. '\n' .. body
-    redis.call(publish, channel, message)
-    if to_feed then
-      redis.call(publish, feed, message)
-    end
+    records[#records + 1] = {text, accepted_ns, flags, body}
     if key_index > 0 then
       redis.call('SET', KEYS[key_index], text .. ' ' .. epoch .. ' ' .. id, 'PX', idempotency_ttl)
     end
@@ -72,6 +74,25 @@ for i = 0, count - 1 do
     results[#results + 1] = offset
     results[#results + 1] = epoch
     results[#results + 1] = id
+  end
+end
+
+local message
+if #records == 1 then
+  local r = records[1]
+  message = 'v1 ' .. r[1] .. ' ' .. epoch .. ' ' .. r[2] .. ' ' .. r[3] .. ' ' .. room .. '\n' .. r[4]
+elseif #records > 1 then
+  local parts = {'v2 ' .. #records .. ' ' .. epoch .. ' ' .. room .. '\n'}
+  for _, r in ipairs(records) do
+    parts[#parts + 1] = r[1] .. ' ' .. r[2] .. ' ' .. r[3] .. ' ' .. #r[4] .. '\n'
+    parts[#parts + 1] = r[4]
+  end
+  message = table.concat(parts)
+end
+if message then
+  redis.call(publish, channel, message)
+  if to_feed then
+    redis.call(publish, feed, message)
   end
 end
 

@@ -140,7 +140,8 @@ def publish_call(keys: KeySpace, drafts: Sequence[Draft], options: PublishOption
         # Signals are never stored, whatever the draft says.
         skip = 1 if draft.skip_history or draft.signal else 0
         flags = SIGNAL if draft.signal else 0
-        args += (draft.id, draft.body, draft.accepted_ns, skip, index, flags)
+        head = b"%s %d %d %d %d\n" % (draft.id.encode(), draft.accepted_ns, skip, index, flags)
+        args.append(head + draft.body)
     return names, args
 
 
