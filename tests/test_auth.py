@@ -411,6 +411,15 @@ def test_the_cache_is_bounded() -> None:
     assert DEFAULT_CACHE_SIZE == 10_000
 
 
+def test_a_token_presented_once_is_not_remembered(verifier: TokenVerifier) -> None:
+    token = hs256()
+    first = verifier.verify(token, now=NOW, remember=False)
+    again = verifier.verify(token, now=NOW)  # verified afresh, then cached
+    assert again == first
+    assert again is not first
+    assert verifier.verify(token, now=NOW) is again
+
+
 def test_refused_tokens_are_not_cached(verifier: TokenVerifier) -> None:
     token = hs256(roles=[])
     for _ in range(2):

@@ -181,8 +181,16 @@ class TokenVerifier:
             raise ConfigError(f"cannot read JWT public key {path}: {error.strerror}") from error
         return cls(public_key=pem, **options)  # type: ignore[arg-type]
 
-    def verify(self, token: str, *, now: float | None = None) -> Principal:
+    def verify(self, token: str, *, now: float | None = None, remember: bool = True) -> Principal:
         """The principal ``token`` stands for.
+
+        Args:
+            token: the bearer token.
+            now: the time to check expiry against (seconds since the epoch).
+            remember: cache the principal for the token's next use. Callers
+                that present a token once (a WebSocket connection, for its
+                whole life) pass False: caching their tokens would hold
+                every connection's token in memory for nothing.
 
         Raises:
             Unauthenticated: the token is malformed, forged, or fails a claim check.
@@ -196,6 +204,8 @@ class TokenVerifier:
             del self._cache[token]
             raise TokenExpired("token has expired")
         principal = self._decode(token)
+        if not remember:
+            return principal
         self._cache[token] = principal
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

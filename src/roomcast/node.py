@@ -214,9 +214,9 @@ class Node:
         await self.supervisor.close()
         await self.broker.close()
 
-    def authenticate(self, token: str) -> Principal:
-        """The principal of a bearer token (see :class:`TokenVerifier`)."""
-        return self.verifier.verify(token)
+    def authenticate(self, token: str, *, remember: bool = True) -> Principal:
+        """The principal of a bearer token (see :meth:`TokenVerifier.verify`)."""
+        return self.verifier.verify(token, remember=remember)
 
     # -- publishing ----------------------------------------------------------
 

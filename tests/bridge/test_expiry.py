@@ -24,11 +24,15 @@ class Session:
     def token(lifetime: float) -> Principal:
         return Principal("u1", TenantId("acme"), frozenset({Role.USER}), time.time() + lifetime)
 
-    def watch(self, notice: float) -> ExpiryWatch:
-        return ExpiryWatch(lambda: self.principal, notice, self.warned.append, self.expire)
+    def token_expiring(self, expires_at: float) -> None:
+        self.warned.append(expires_at)
 
-    def expire(self) -> None:
-        self.expired += 1
+    def watch(self, notice: float) -> ExpiryWatch[Session]:
+        return ExpiryWatch(self, notice, expire)
+
+
+def expire(session: Session) -> None:
+    session.expired += 1
 
 
 async def test_warns_ahead_then_expires() -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
@@ -80,6 +81,8 @@ class Bridge:
         )
         self.security = node.security
         self._server: Server | None = None
+        # Bound once: every connection's expiry watch shares it.
+        self._expire_session = self._expire
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -165,6 +168,11 @@ class Bridge:
             return
         except ConnectionClosed:
             return
+        # Everything the handshake's headers were needed for (the token, the
+        # client's address) is done: an idle connection need not hold them
+        # (a browser's, cookies and user agent included, are 1-2 KiB).
+        assert websocket.request is not None
+        websocket.request.headers = Headers()
         connection = Connection(
             ConnectionId(secrets.token_urlsafe(12)),
             websocket,
@@ -173,11 +181,11 @@ class Bridge:
             self._close,
         )
         session = ClientSession(self.node, connection, principal, self.cursors, self._later)
-        watch: ExpiryWatch | None = None
+        watch: ExpiryWatch[ClientSession] | None = None
         try:
             await self._confirm(connection, principal)
             self.security.connected(self.node, principal, address)
-            watch = self._watch_expiry(session)
+            watch = ExpiryWatch(session, self.settings.token_expiry_notice, self._expire_session)
             await session.run()
         except ConnectionClosed:
             pass
@@ -231,7 +239,7 @@ class Bridge:
         token: str | None = None
         try:
             token = await self._token(websocket)
-            return self.node.authenticate(token)
+            return self.node.authenticate(token, remember=False)
         except Unauthenticated:
             self.security.failed(self.node, address, token)
             raise
@@ -260,19 +268,10 @@ class Bridge:
             token = frame.token
         return token
 
-    def _watch_expiry(self, session: ClientSession) -> ExpiryWatch:
-        """Warn before the token expires; close with 4002 if it was not refreshed."""
-
-        def warn(expires_at: float) -> None:
-            session.connection.send({"type": "token.expiring", "expires_at": int(expires_at)})
-
-        def expire() -> None:
-            expired = TokenExpired("token expired; reconnect with a fresh one")
-            self._spawn(session.close(expired, reader=False))
-
-        return ExpiryWatch(
-            lambda: session.principal, self.settings.token_expiry_notice, warn, expire
-        )
+    def _expire(self, session: ClientSession) -> None:
+        """End a session whose token expired without a refresh (4002)."""
+        expired = TokenExpired("token expired; reconnect with a fresh one")
+        self._spawn(session.close(expired, reader=False))
 
     def _close(self, connection: Connection, code: int, reason: str) -> None:
         if code == SLOW_CONSUMER:

@@ -139,6 +139,10 @@ class ClientSession:
             )
         return True
 
+    def token_expiring(self, expires_at: float) -> None:
+        """Warn the client that its token expires at ``expires_at`` (refresh with ``auth``)."""
+        self.connection.send({"type": "token.expiring", "expires_at": int(expires_at)})
+
     async def close(self, error: RoomcastError, *, reader: bool = True) -> None:
         """Close the connection with the error's close code and message.
 
@@ -201,7 +205,7 @@ class ClientSession:
     def _refresh(self, token: str, id_: FrameId) -> None:
         """A fresh token for the same identity extends the session."""
         try:
-            principal = self.node.authenticate(token)
+            principal = self.node.authenticate(token, remember=False)
         except Unauthenticated as error:
             # The old token still holds until it expires: say so, do not close.
             self.connection.send(error_frame(error, id_))

@@ -77,7 +77,9 @@ class NewLocations:
         self.max_users = max_users
         self.max_networks = max_networks
         # user -> network -> last seen, least recently seen first.
-        self._users: OrderedDict[UserKey, OrderedDict[IPNetwork, float]] = OrderedDict()
+        # Per user a plain dict, oldest sighting first (insertion order):
+        # an OrderedDict costs twice the memory, for every user connected.
+        self._users: OrderedDict[UserKey, dict[IPNetwork, float]] = OrderedDict()
 
     def observe(self, user: UserKey, address: IPAddress, now: float) -> NewLocation | None:
         """Record a connection; the new location it reveals, if any.
@@ -93,7 +95,7 @@ class NewLocations:
         network = network_of(address)
         networks = self._users.get(user)
         if networks is None:
-            self._users[user] = OrderedDict({network: now})
+            self._users[user] = {network: now}
             if len(self._users) > self.max_users:
                 self._users.popitem(last=False)
             return None  # first sighting: nothing to compare against
@@ -103,11 +105,10 @@ class NewLocations:
             if now - seen <= self.horizon:
                 break
             del networks[oldest]
-        known = network in networks
-        networks[network] = now
-        networks.move_to_end(network)
+        known = networks.pop(network, None) is not None
+        networks[network] = now  # last, as the most recent
         if len(networks) > self.max_networks:
-            networks.popitem(last=False)
+            del networks[next(iter(networks))]
         if known:
             return None
         return NewLocation(user, address, network, len(networks) - 1, now)
