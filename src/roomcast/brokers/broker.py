@@ -20,6 +20,7 @@ Delivery guarantee (every implementation keeps it):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -102,8 +103,13 @@ def offset_field(offset: int) -> bytes:
     return OFFSET_TAG + varint(offset) if offset else b""
 
 
+@functools.lru_cache(maxsize=1024)
 def epoch_field(epoch: str) -> bytes:
-    """``Event.epoch``, to append to a draft's body."""
+    """``Event.epoch``, to append to a draft's body.
+
+    Cached: a room's epoch rarely changes, and every event delivered from
+    Redis appends it.
+    """
     return field_string(6, epoch)
 
 
