@@ -104,6 +104,8 @@ def test_any_batch_survives(events: list[tuple[int, int, bytes]]) -> None:
         b"v2 1 e room\n1 1 0\nbody",  # header field missing
         b"v2 1 e\n1 1 0 4\nbody",
         b"v2 x e room\n",
+        b"v2 0 e room\n",  # no events
+        b"v2 -1 e room\n",
         b"v2 1 e room",
     ],
 )

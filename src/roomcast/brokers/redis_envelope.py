@@ -119,7 +119,8 @@ def decode_all(message: bytes) -> list[Envelope]:
     Bodies are views into ``message``.
 
     Raises:
-        ValueError: not a message of either version, or a truncated one.
+        ValueError: not a message of either version, a truncated one, or a
+            batch of no events (so a message always holds at least one).
     """
     if not message.startswith(BATCH + b" "):
         return [decode(message)]
@@ -131,6 +132,8 @@ def decode_all(message: bytes) -> list[Envelope]:
         raise ValueError(f"not a {BATCH.decode()} header")
     _, count_field, epoch_field, room_field = fields
     count, epoch, room_key = int(count_field), epoch_field.decode(), room_field.decode()
+    if count < 1:
+        raise ValueError("a batch of no events")
     view = memoryview(message)
     envelopes = []
     start = end + 1

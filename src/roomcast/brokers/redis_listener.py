@@ -430,26 +430,28 @@ class Listener:
             self.stats.undecodable += 1
             log.warning("dropped a pub/sub message that is no envelope (%d bytes)", len(message))
             return
-        for envelope in envelopes:
-            room = self._rooms.get(envelope.room_key)
-            if room is None:
-                if len(self._rooms) >= _MAX_ROOMS_CACHED:
-                    self._rooms.clear()
-                room = self._rooms[envelope.room_key] = Room.from_key(envelope.room_key)
-            if not self.interest.wants(room):
-                self.stats.unwanted += 1
-                return  # one message is one room's
-            data = b"".join((envelope.body, position_fields(envelope.offset, envelope.epoch)))
-            self._pending.append(
-                Publication(
-                    room,
-                    envelope.offset,
-                    envelope.epoch,
-                    envelope.accepted_ns,
-                    data,
-                    envelope.signal,
-                )
+        # Every event of one message is of one room: look it up and ask
+        # whether it is wanted once per message, not once per event.
+        room_key = envelopes[0].room_key
+        room = self._rooms.get(room_key)
+        if room is None:
+            if len(self._rooms) >= _MAX_ROOMS_CACHED:
+                self._rooms.clear()
+            room = self._rooms[room_key] = Room.from_key(room_key)
+        if not self.interest.wants(room):
+            self.stats.unwanted += 1
+            return
+        self._pending += [
+            Publication(
+                room,
+                envelope.offset,
+                envelope.epoch,
+                envelope.accepted_ns,
+                b"".join((envelope.body, position_fields(envelope.offset, envelope.epoch))),
+                envelope.signal,
             )
+            for envelope in envelopes
+        ]
         if not self._flush_scheduled:
             # Everything already buffered is read before the loop runs this:
             # the node gets one call per burst, not one per message.
