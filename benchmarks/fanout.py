@@ -493,9 +493,8 @@ def judge(runs: dict[str, list[Result]]) -> None:
 def memory_once(name: str, args: argparse.Namespace, processes: int) -> float:
     """Open idle connections to a fresh server; its RSS growth per connection (KiB)."""
     count: int = args.connections
-    server = (
-        start_roomcast() if name == "roomcast" else start_reference(args.reference_loop, args.text)
-    )
+    deployment = DEPLOYMENTS[name](args)
+    server = deployment.entry
     try:
         time.sleep(1.0)
         before = server.psutil.memory_info().rss
@@ -508,7 +507,7 @@ def memory_once(name: str, args: argparse.Namespace, processes: int) -> float:
             for generator in generators:
                 generator.close()
     finally:
-        server.stop()
+        deployment.stop()
     per_connection = float(after - before) / count / 1024
     print(
         f"  {name:<9} RSS {before / MIB:.1f} MiB -> {after / MIB:.1f} MiB:"

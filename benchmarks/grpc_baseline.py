@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import re
 import shutil
-import struct
-import subprocess
 import sys
-import tempfile
 import time
 
 import grpc
 import psutil
 import uvloop
+from grpc_ingress import h2load, tick
 
 from roomcast.v1 import realtime_pb2
 
@@ -66,35 +63,15 @@ def main() -> None:
     server = mp.Process(target=serve, args=(ports,), daemon=True)
     server.start()
     port = ports.get(timeout=20)
-    request = realtime_pb2.PublishRequest(room="global.bench", event="bench.tick")
-    request.payload.update({"n": 1, "text": "hello"})
-    message = request.SerializeToString()
     process = psutil.Process(server.pid)
     cpu_before = sum(process.cpu_times()[:2])
     started = time.perf_counter()
-    with tempfile.NamedTemporaryFile(suffix=".grpc") as body:
-        body.write(b"\0" + struct.pack(">I", len(message)) + message)
-        body.flush()
-        output = subprocess.run(
-            [
-                "h2load",
-                f"--duration={args.seconds:g}",
-                "--clients=4",
-                f"--max-concurrent-streams={max(1, args.in_flight // 4)}",
-                f"--data={body.name}",
-                "--header=content-type: application/grpc",
-                "--header=te: trailers",
-                "--header=authorization: Bearer x",
-                f"http://127.0.0.1:{port}/{SERVICE}/Publish",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+    # Driven exactly as grpc_ingress.py drives roomcast: same h2load, same event.
+    streams = max(1, args.in_flight // 4)
+    message = tick().SerializeToString()
+    done = h2load(f"127.0.0.1:{port}", "x", "Publish", message, 4, streams, args.seconds)
     wall = time.perf_counter() - started
     cpu = sum(process.cpu_times()[:2]) - cpu_before
-    found = re.search(r"(\d+) succeeded", output)
-    done = int(found[1]) if found else 0
     print(
         f"bare grpc.aio, constant response, {args.in_flight} in flight (h2load): "
         f"{done / wall:,.0f} calls/s; server CPU {cpu / wall * 100:.0f}%"

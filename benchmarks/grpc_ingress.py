@@ -124,9 +124,15 @@ def measure(server: Server, run: Callable[[], int]) -> Phase:
 
 
 def h2load(
-    server: Server, method: str, message: bytes, connections: int, streams: int, seconds: float
+    target: str,
+    token: str,
+    method: str,
+    message: bytes,
+    connections: int,
+    streams: int,
+    seconds: float,
 ) -> int:
-    """Send ``message`` to ``method`` for ``seconds``; the calls that completed."""
+    """Send ``message`` to ``method`` at ``target`` for ``seconds``; the calls that succeeded."""
     with tempfile.NamedTemporaryFile(suffix=".grpc") as body:
         # gRPC length-prefixed message: compressed flag, 4-byte length, message.
         body.write(b"\0" + struct.pack(">I", len(message)) + message)
@@ -140,8 +146,8 @@ def h2load(
                 f"--data={body.name}",
                 "--header=content-type: application/grpc",
                 "--header=te: trailers",
-                f"--header=authorization: Bearer {server.token}",
-                f"http://{server.target}{SERVICE}/{method}",
+                f"--header=authorization: Bearer {token}",
+                f"http://{target}{SERVICE}/{method}",
             ],
             capture_output=True,
             text=True,
@@ -286,7 +292,10 @@ def main() -> None:
             print(f"{load}:")
             if load == "h2load":
                 phase = measure(
-                    server, lambda: h2load(server, "Publish", unary, 4, streams, args.seconds)
+                    server,
+                    lambda: h2load(
+                        server.target, server.token, "Publish", unary, 4, streams, args.seconds
+                    ),
                 )
             else:
                 phase = measure(
@@ -300,7 +309,13 @@ def main() -> None:
                 phase = measure(
                     server,
                     lambda: h2load(
-                        server, "PublishBatch", batch, 2, args.batch_in_flight // 2, args.seconds
+                        server.target,
+                        server.token,
+                        "PublishBatch",
+                        batch,
+                        2,
+                        args.batch_in_flight // 2,
+                        args.seconds,
                     ),
                 )
                 report(

@@ -50,8 +50,8 @@ async def build(connections: int) -> Node:
         member = Member(ConnectionId(f"c{i}"), f"u{i}", TENANT, now)
         node.presence.connect(member)
         # The rooms fanout.py's subscribers are in: their own and the benchmark's.
-        names = (f"user.u{i}.private", f"user.u{i}.notifications", "tenant.bench.users")
-        for name in (*names, "tenant.bench.notifications", "global.bench"):
+        own = f"user.u{i}.private", f"user.u{i}.notifications"
+        for name in (*own, "tenant.bench.users", "tenant.bench.notifications", "global.bench"):
             node.presence.join(Room.of(RoomName(name), TENANT).key, member, now)
     return node
 
