@@ -127,6 +127,15 @@ class RoomLog(Generic[T]):
         if len(self._entries) > self.size:
             self._entries.popleft()
 
+    def store_many(self, entries: Sequence[tuple[int, float, T]]) -> None:
+        """Keep ``(offset, stored_at, item)`` entries, in offset order, as :meth:`store` would."""
+        if self.size <= 0:
+            return
+        self._entries.extend(entries)
+        excess = len(self._entries) - self.size
+        for _ in range(excess):
+            self._entries.popleft()
+
     def expire(self, now: float) -> None:
         """Drop events older than the ttl."""
         deadline = now - self.ttl

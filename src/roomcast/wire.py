@@ -11,20 +11,29 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["field_bytes", "field_string", "field_varint", "len_tag", "varint", "varint_tag"]
+__all__ = [
+    "ONE_BYTE",
+    "field_bytes",
+    "field_string",
+    "field_varint",
+    "len_tag",
+    "varint",
+    "varint_tag",
+]
 
 # Wire types (encoding spec, "Message Structure").
 _VARINT = 0
 _LEN = 2
 
 
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+# The varints of 0 to 127, one byte each: hot paths index it instead of calling varint.
+ONE_BYTE = [bytes((i,)) for i in range(0x80)]
 
 
 def varint(value: int) -> bytes:
     """Base 128 varint: seven bits a byte, least significant group first."""
     if value < 0x80:
-        return _ONE_BYTE[value]
+        return ONE_BYTE[value]
     if value < 0x4000:
         return bytes(((value & 0x7F) | 0x80, value >> 7))
     if value < 0x200000:  # offsets of busy rooms: three bytes without a loop

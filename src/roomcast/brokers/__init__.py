@@ -16,10 +16,13 @@ from .broker import (
     Broker,
     Deliver,
     Draft,
+    Outcome,
     Publication,
     Published,
+    PublishedRun,
     Retention,
     RoomStats,
+    expand,
     subscribe_frame,
 )
 from .redis_url import SCHEMES as REDIS_SCHEMES  # pure: imports no redis-py
@@ -29,10 +32,13 @@ __all__ = [
     "Broker",
     "Deliver",
     "Draft",
+    "Outcome",
     "Publication",
     "Published",
+    "PublishedRun",
     "Retention",
     "RoomStats",
+    "expand",
     "open_broker",
     "subscribe_frame",
 ]

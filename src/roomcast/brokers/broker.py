@@ -36,11 +36,14 @@ __all__ = [
     "Broker",
     "Deliver",
     "Draft",
+    "Outcome",
     "Publication",
     "Published",
+    "PublishedRun",
     "Retention",
     "RoomStats",
     "epoch_field",
+    "expand",
     "offset_field",
     "position_fields",
     "subscribe_frame",
@@ -135,6 +138,47 @@ class Published:
     offset: int
     epoch: str
     duplicate: bool = False
+
+
+@dataclass(slots=True)
+class PublishedRun:
+    """Where consecutive plain events of one room landed: one answer for many.
+
+    A broker may answer a row of a batch's drafts with one run instead of a
+    :class:`Published` each (the memory broker does, for a room's events
+    with no idempotency key that are kept in history): the event ``ids[i]``
+    took offset ``first_offset + i``. Answering a large batch then costs no
+    object per event.
+
+    Attributes:
+        ids: the events' ids, in order.
+        first_offset: the first event's offset.
+        epoch: the room's epoch.
+    """
+
+    ids: list[str]
+    first_offset: int
+    epoch: str
+
+    def expand(self) -> list[Published]:
+        """The run as one result per event."""
+        first, epoch = self.first_offset, self.epoch
+        return [Published(event_id, first + i, epoch) for i, event_id in enumerate(self.ids)]
+
+
+# What publish_many answers, in order: a run stands for as many drafts as it has ids.
+Outcome = Published | PublishedRun | RoomcastError
+
+
+def expand(outcomes: Sequence[Outcome]) -> list[Published | RoomcastError]:
+    """Outcomes with their runs spelled out: one result per draft."""
+    results: list[Published | RoomcastError] = []
+    for outcome in outcomes:
+        if isinstance(outcome, PublishedRun):
+            results += outcome.expand()
+        else:
+            results.append(outcome)
+    return results
 
 
 class Publication:
@@ -233,8 +277,12 @@ class Broker(Protocol):
             BrokerError: the broker could not take the event.
         """
 
-    async def publish_many(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
-        """Publish several events in order; each succeeds or fails on its own."""
+    async def publish_many(self, drafts: Sequence[Draft]) -> Sequence[Outcome]:
+        """Publish several events in order; each succeeds or fails on its own.
+
+        One outcome per draft, except that a :class:`PublishedRun` answers
+        for as many consecutive drafts as it has ids.
+        """
 
     async def read(
         self, room: Room, since: Position | None, limit: int, retention: Retention

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from ..errors import RoomcastError
 from ..history import Page, Position, RoomLog
 from ..idempotency import IdempotencyCache
 from ..rooms import Room
@@ -19,8 +18,10 @@ from .broker import (
     OFFSET_TAG,
     Deliver,
     Draft,
+    Outcome,
     Publication,
     Published,
+    PublishedRun,
     Retention,
     RoomStats,
     epoch_field,
@@ -95,18 +96,49 @@ class MemoryBroker:
             self._deliver(delivered)
         return result
 
-    async def publish_many(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
+    async def publish_many(self, drafts: Sequence[Draft]) -> list[Outcome]:
         # Delivered in one call, after every draft has its position: the
         # fan-out then hands each recipient a room's run of events at once.
         now = time.time()
         delivered: list[Publication] = []
-        publish = self._publish
-        results: list[Published | RoomcastError] = [
-            publish(draft, now, delivered) for draft in drafts
-        ]
+        outcomes: list[Outcome] = []
+        # A batch is mostly one room's plain events in a row. Those take the
+        # short way below, with the room's log bound to locals; they are
+        # stored together and answered with one PublishedRun when the row
+        # ends. Anything else goes through _publish, after the row so far.
+        run: PublishedRun | None = None
+        log: RoomLog[bytes] | None = None
+        run_key, epoch, epoch_bytes = "", "", b""
+        ids: list[str] = []
+        entries: list[tuple[int, float, bytes]] = []
+        for draft in drafts:
+            room = draft.room
+            plain = not (draft.idempotency_key or draft.skip_history or draft.signal)
+            if run is None or not plain or room.key != run_key:
+                if run is not None:
+                    assert log is not None
+                    log.store_many(entries)
+                    entries = []
+                    run = None
+                _, log, epoch_bytes = self._logs.get(room.key) or self._log(room, draft.retention)
+                if not plain or log.size <= 0:
+                    outcomes.append(self._publish(draft, now, delivered))
+                    continue
+                run = PublishedRun([], log.top + 1, log.epoch)
+                outcomes.append(run)
+                run_key, ids, epoch = room.key, run.ids, log.epoch
+            assert log is not None
+            offset = log.top = log.top + 1  # log.next_offset(), without the call
+            data = b"".join((draft.body, OFFSET_TAG, varint(offset), epoch_bytes))
+            entries.append((offset, now, data))
+            ids.append(draft.id)
+            delivered.append(Publication(room, offset, epoch, draft.accepted_ns, data))
+        if run is not None:
+            assert log is not None
+            log.store_many(entries)
         if delivered and self._deliver is not None:
             self._deliver(delivered)
-        return results
+        return outcomes
 
     async def read(
         self, room: Room, since: Position | None, limit: int, retention: Retention

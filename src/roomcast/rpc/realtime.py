@@ -45,9 +45,10 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         return published_to_pb(await self.node.publish(principal, request))
 
     @handle_errors
-    async def PublishBatch(  # noqa: N802
+    async def PublishBatch(  # type: ignore[override]  # noqa: N802
         self, request: realtime_pb2.PublishBatchRequest, context: Context
-    ) -> realtime_pb2.PublishBatchResponse:
+    ) -> bytes:
+        # Returns the response encoded (see batch_response and add_realtime_service).
         principal = authenticate(self.node, context)
         return batch_response(await self.node.publish_batch(principal, request.events))
 
@@ -181,9 +182,10 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
             recipient.stop()
 
 
-def _encoded(frame: bytes) -> bytes:
-    # Subscribe frames are encoded once per event by the fan-out; pass them on.
-    return frame
+def _encoded(message: bytes) -> bytes:
+    # Subscribe frames (encoded once per event by the fan-out) and PublishBatch
+    # responses (framed by hand) arrive encoded; pass them on.
+    return message
 
 
 def add_realtime_service(servicer: RealtimeServicer, server: grpc.aio.Server) -> None:
@@ -191,7 +193,8 @@ def add_realtime_service(servicer: RealtimeServicer, server: grpc.aio.Server) ->
 
     The generated ``add_RealtimeServiceServicer_to_server`` would encode
     every streamed message again; this table differs only in sending the
-    Subscribe stream's pre-encoded frames as they are.
+    Subscribe stream's pre-encoded frames and the hand-framed PublishBatch
+    response as they are.
     """
     pb = realtime_pb2
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
@@ -203,7 +206,7 @@ def add_realtime_service(servicer: RealtimeServicer, server: grpc.aio.Server) ->
         "PublishBatch": grpc.unary_unary_rpc_method_handler(
             servicer.PublishBatch,
             request_deserializer=pb.PublishBatchRequest.FromString,
-            response_serializer=pb.PublishBatchResponse.SerializeToString,
+            response_serializer=_encoded,
         ),
         "Subscribe": grpc.unary_stream_rpc_method_handler(
             servicer.Subscribe,
