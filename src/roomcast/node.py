@@ -92,7 +92,9 @@ class PublishInput(Protocol):
     """One publish as a shell received it.
 
     ``roomcast.v1.PublishRequest`` has exactly these attributes, so the gRPC
-    shell passes its messages through unconverted.
+    shell passes its messages through unconverted. ``payload`` may also be
+    the ``Struct`` already encoded (PublishBatch reads it so, see
+    :mod:`roomcast.rpc.payloads`); it is then embedded as it is.
     """
 
     @property
@@ -100,7 +102,7 @@ class PublishInput(Protocol):
     @property
     def event(self) -> str: ...
     @property
-    def payload(self) -> Struct: ...
+    def payload(self) -> Struct | bytes: ...
     @property
     def tenant_id(self) -> str: ...
     @property
@@ -290,7 +292,9 @@ class Node:
                 route = routes.get(where)
                 if route is None:
                     route = routes[where] = self._route(principal, connection_id, is_member, *where)
-                payload = item.payload.SerializeToString()
+                payload = item.payload
+                if not isinstance(payload, bytes):
+                    payload = payload.SerializeToString()
                 if len(payload) > max_payload:
                     raise TooLarge(
                         f"payload: {len(payload)} bytes encoded; the limit is {max_payload}"

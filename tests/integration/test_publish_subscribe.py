@@ -258,6 +258,62 @@ async def test_publish_batch_answers_each_item_in_order(
     assert [e.event for e in events] == ["a", "d"]
 
 
+async def test_publish_batch_payloads_arrive_as_sent(
+    server: ServerProcess,
+    channel: grpc.aio.Channel,
+    realtime: realtime_pb2_grpc.RealtimeServiceStub,
+    unique: Callable[[str], str],
+) -> None:
+    # The server embeds a batch's payload encodings without decoding them
+    # (rpc/payloads.py): every JSON kind must come out as it went in.
+    room = unique("chat.batch")
+    service = server.token("svc", "service", tenant="acme")
+    stream = await Stream(channel, service, [room]).ready()
+    sent = [
+        {"text": "héllo ✓", "n": 1.5, "ok": True, "none": None},
+        {"nested": {"list": [1, "two", {"three": [3.0]}]}, "empty": {}},
+        {},
+    ]
+    batch = realtime_pb2.PublishBatchRequest(
+        events=[
+            realtime_pb2.PublishRequest(room=room, event="e", payload=payload(**p)) for p in sent
+        ]
+    )
+    await realtime.PublishBatch(batch, metadata=bearer(service))
+    events = await stream.wait_for(3)
+    stream.cancel()
+    assert [e.payload for e in events] == [payload(**p) for p in sent]
+
+
+async def test_publish_batch_with_a_payload_that_is_no_struct_is_refused_whole(
+    server: ServerProcess,
+    channel: grpc.aio.Channel,
+    realtime: realtime_pb2_grpc.RealtimeServiceStub,
+    unique: Callable[[str], str],
+) -> None:
+    room = unique("chat.batch")
+    service = server.token("svc", "service", tenant="acme")
+    good = realtime_pb2.PublishRequest(room=room, event="good").SerializeToString()
+    not_utf8_key = b"\x0a\x06\x0a\x02\xff\xfe\x12\x00"  # Struct keys are strings
+    bad = realtime_pb2.PublishRequest(room=room, event="bad").SerializeToString()
+    bad += b"\x1a" + bytes((len(not_utf8_key),)) + not_utf8_key
+    body = b"".join(b"\x0a" + bytes((len(item),)) + item for item in (good, bad))
+    raw = channel.unary_unary(
+        "/roomcast.v1.RealtimeService/PublishBatch",
+        request_serializer=lambda data: data,
+        response_deserializer=realtime_pb2.PublishBatchResponse.FromString,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await raw(body, metadata=bearer(service))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid PublishBatchRequest" in (refused.value.details() or "")
+    # Nothing of the batch was published: the room's first event takes offset 1.
+    after = await realtime.Publish(
+        realtime_pb2.PublishRequest(room=room, event="after"), metadata=bearer(service)
+    )
+    assert after.offset == 1
+
+
 async def test_many_events_arrive_coalesced_but_complete(
     server: ServerProcess,
     channel: grpc.aio.Channel,
@@ -278,3 +334,29 @@ async def test_many_events_arrive_coalesced_but_complete(
     stream.cancel()
     assert [e.offset for e in events] == list(range(1, 5001))
     assert stream.messages < 5000  # several events travelled per message
+
+
+@pytest.mark.parametrize(
+    ("method", "streaming"),
+    [("Publish", False), ("JoinRoom", False), ("GetMetrics", False), ("Subscribe", True)],
+)
+async def test_undecodable_requests_are_invalid_arguments(
+    server: ServerProcess, channel: grpc.aio.Channel, method: str, streaming: bool
+) -> None:
+    service = server.token("svc", "service", tenant="acme")
+    path = f"/roomcast.v1.RealtimeService/{method}"
+    garbage = b"\x0a\xff\xff\xff"  # a field whose length runs past the end
+
+    async def call() -> None:
+        if streaming:
+            stream = channel.unary_stream(path, request_serializer=lambda data: data)
+            async for _ in stream(garbage, metadata=bearer(service)):
+                pass
+        else:
+            unary = channel.unary_unary(path, request_serializer=lambda data: data)
+            await unary(garbage, metadata=bearer(service))
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call()
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"not a valid {method}Request" in (refused.value.details() or "")

@@ -13,16 +13,18 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ..auth import Principal
-from ..errors import RoomcastError, Unauthenticated
+from ..errors import InvalidArgument, RoomcastError, Unauthenticated
 from ..node import Node
 from ..security.addresses import peer_address
 
-__all__ = ["authenticate", "handle_errors"]
+__all__ = ["Undecodable", "authenticate", "decoding", "handle_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,30 @@ def authenticate(node: Node, context: grpc.aio.ServicerContext[Any, Any]) -> Pri
         raise
 
 
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A request that could not be decoded; :func:`handle_errors` refuses it."""
+
+    message: str
+
+
+def decoding(parse: Callable[[bytes], Any], name: str) -> Callable[[bytes], Any]:
+    """``parse`` as a request deserializer that answers bad bytes with :class:`Undecodable`.
+
+    A deserializer that raises makes grpcio end the call with UNKNOWN and the
+    exception's text; undecodable input is the caller's error, so the call
+    should end with INVALID_ARGUMENT, which handle_errors does.
+    """
+
+    def decode(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return Undecodable(f"request: not a valid {name} ({error})")
+
+    return decode
+
+
 def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode("latin-1")
 
@@ -72,6 +98,8 @@ def handle_errors(method: Method) -> Method:
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         metrics = self.node.metrics
         try:
+            if isinstance(request, Undecodable):
+                raise InvalidArgument(request.message)
             result = await method(self, request, context)
         except RoomcastError as error:
             metrics.record_call(name, error.status.name)

@@ -13,7 +13,7 @@ from ..brokers import subscribe_frame
 from ..errors import SlowConsumer, Unavailable
 from ..node import Node
 from ..v1 import realtime_pb2, realtime_pb2_grpc
-from .calls import authenticate, handle_errors
+from .calls import authenticate, decoding, handle_errors
 from .convert import (
     batch_response,
     metrics_to_pb,
@@ -21,6 +21,7 @@ from .convert import (
     position_to_pb,
     published_to_pb,
 )
+from .payloads import parse_publish_batch
 from .stream import StreamRecipient
 
 __all__ = ["RealtimeServicer", "add_realtime_service"]
@@ -46,9 +47,10 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
 
     @handle_errors
     async def PublishBatch(  # type: ignore[override]  # noqa: N802
-        self, request: realtime_pb2.PublishBatchRequest, context: Context
+        self, request: Any, context: Context
     ) -> bytes:
-        # Returns the response encoded (see batch_response and add_realtime_service).
+        # The request is PublishBatchRequest read with its payloads encoded
+        # (rpc/payloads.py); the response goes out encoded (batch_response).
         principal = authenticate(self.node, context)
         return batch_response(await self.node.publish_batch(principal, request.events))
 
@@ -192,40 +194,41 @@ def add_realtime_service(servicer: RealtimeServicer, server: grpc.aio.Server) ->
     """Register the RealtimeService on ``server``.
 
     The generated ``add_RealtimeServiceServicer_to_server`` would encode
-    every streamed message again; this table differs only in sending the
+    every streamed message again; this table differs in sending the
     Subscribe stream's pre-encoded frames and the hand-framed PublishBatch
-    response as they are.
+    response as they are, and in refusing undecodable requests with
+    INVALID_ARGUMENT (see :func:`~roomcast.rpc.calls.decoding`).
     """
     pb = realtime_pb2
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Publish": grpc.unary_unary_rpc_method_handler(
             servicer.Publish,
-            request_deserializer=pb.PublishRequest.FromString,
+            request_deserializer=decoding(pb.PublishRequest.FromString, "PublishRequest"),
             response_serializer=pb.PublishResponse.SerializeToString,
         ),
         "PublishBatch": grpc.unary_unary_rpc_method_handler(
             servicer.PublishBatch,
-            request_deserializer=pb.PublishBatchRequest.FromString,
+            request_deserializer=decoding(parse_publish_batch, "PublishBatchRequest"),
             response_serializer=_encoded,
         ),
         "Subscribe": grpc.unary_stream_rpc_method_handler(
             servicer.Subscribe,
-            request_deserializer=pb.SubscribeRequest.FromString,
+            request_deserializer=decoding(pb.SubscribeRequest.FromString, "SubscribeRequest"),
             response_serializer=_encoded,
         ),
         "JoinRoom": grpc.unary_unary_rpc_method_handler(
             servicer.JoinRoom,
-            request_deserializer=pb.JoinRoomRequest.FromString,
+            request_deserializer=decoding(pb.JoinRoomRequest.FromString, "JoinRoomRequest"),
             response_serializer=pb.JoinRoomResponse.SerializeToString,
         ),
         "LeaveRoom": grpc.unary_unary_rpc_method_handler(
             servicer.LeaveRoom,
-            request_deserializer=pb.LeaveRoomRequest.FromString,
+            request_deserializer=decoding(pb.LeaveRoomRequest.FromString, "LeaveRoomRequest"),
             response_serializer=pb.LeaveRoomResponse.SerializeToString,
         ),
         "GetMetrics": grpc.unary_unary_rpc_method_handler(
             servicer.GetMetrics,
-            request_deserializer=pb.GetMetricsRequest.FromString,
+            request_deserializer=decoding(pb.GetMetricsRequest.FromString, "GetMetricsRequest"),
             response_serializer=pb.GetMetricsResponse.SerializeToString,
         ),
     }
