@@ -61,7 +61,17 @@ from ..presence import Member
 from ..rooms import Room
 from ..tasks import Supervisor
 from .backoff import Backoff
-from .broker import Deliver, Draft, Published, Retention, RoomStats, epoch_field, offset_field
+from .broker import (
+    Deliver,
+    Draft,
+    Outcome,
+    Published,
+    Retention,
+    RoomStats,
+    epoch_field,
+    expand,
+    offset_field,
+)
 from .coalesce import Coalescer
 from .redis_clients import DEFAULT_MAX_CONNECTIONS, CommandClient, command_client, topology
 from .redis_keys import KeySpace
@@ -75,6 +85,7 @@ from .redis_scripts import (
     milliseconds,
     publish_call,
     published,
+    published_runs,
     read_call,
     read_reply,
     unknown_script,
@@ -189,7 +200,7 @@ class RedisBroker:
         self._errors = 0
         self._timeouts = 0
         self._publishes: Coalescer[Draft, Published | RoomcastError] = Coalescer(
-            self.publish_many, MAX_COALESCED
+            self._publish_each, MAX_COALESCED
         )
         self.node_id = node_id
         self.presence_ttl = presence_ttl
@@ -321,13 +332,14 @@ class RedisBroker:
             raise result.with_traceback(None)
         return result
 
-    async def publish_many(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
+    async def publish_many(self, drafts: Sequence[Draft]) -> list[Outcome]:
         """Publish events in order: one script run per room, all in one pipeline.
 
         A room's events keep their order and succeed or fail together; rooms
         succeed or fail on their own. When the whole call fails (Redis
         unreachable, timeout) every item carries the error, and some rooms
-        may have been published: retry with idempotency keys.
+        may have been published: retry with idempotency keys. The events of
+        a batch of one room come back as runs (see :func:`published_runs`).
         """
         if not drafts:
             return []
@@ -341,6 +353,8 @@ class RedisBroker:
             replies = await self._call(self._pipelined(calls))
         except BrokerError as error:
             return [error] * len(drafts)
+        if len(groups) == 1 and not isinstance(replies[0], ResponseError):
+            return list(published_runs(replies[0]))
         results: dict[int, Published | RoomcastError] = {}
         for group, reply in zip(groups, replies, strict=True):
             if isinstance(reply, ResponseError):
@@ -349,6 +363,10 @@ class RedisBroker:
             else:
                 results.update(zip(group, published(reply), strict=True))
         return [results[index] for index in range(len(drafts))]
+
+    async def _publish_each(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:
+        """:meth:`publish_many` with one result per draft, for the coalescer."""
+        return expand(await self.publish_many(drafts))
 
     async def _pipelined(self, calls: Sequence[Call]) -> list[Any]:
         """Run the publish script once per call in one pipeline; replies or errors in order."""

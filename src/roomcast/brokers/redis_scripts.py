@@ -25,7 +25,7 @@ from redis.exceptions import NoScriptError
 
 from ..history import new_epoch
 from ..rooms import Room
-from .broker import Draft, Published
+from .broker import Draft, Published, PublishedRun
 from .redis_clients import CommandClient
 from .redis_envelope import SIGNAL
 from .redis_keys import KeySpace
@@ -41,6 +41,7 @@ __all__ = [
     "milliseconds",
     "publish_call",
     "published",
+    "published_runs",
     "read_call",
     "read_reply",
     "unknown_script",
@@ -151,6 +152,33 @@ def published(reply: Sequence[Any]) -> list[Published]:
         Published(reply[i + 3].decode(), reply[i + 1], reply[i + 2].decode(), bool(reply[i]))
         for i in range(0, len(reply), 4)
     ]
+
+
+def published_runs(reply: Sequence[Any]) -> list[Published | PublishedRun]:
+    """The results of a publish run, with consecutive stored events as runs.
+
+    A run's events follow one another in the reply: each is new (not an
+    idempotent repeat) and took the offset after the one before, in the
+    same epoch (a script run is one room's, in one epoch). One outcome per
+    draft otherwise, as :func:`published`.
+    """
+    outcomes: list[Published | PublishedRun] = []
+    run: PublishedRun | None = None
+    last = -1
+    for i in range(0, len(reply), 4):
+        duplicate, offset = reply[i], reply[i + 1]
+        if run is not None and not duplicate and offset == last + 1:
+            run.ids.append(reply[i + 3].decode())
+        elif not duplicate and offset:
+            run = PublishedRun([reply[i + 3].decode()], offset, reply[i + 2].decode())
+            outcomes.append(run)
+        else:
+            run = None
+            outcomes.append(
+                Published(reply[i + 3].decode(), offset, reply[i + 2].decode(), bool(duplicate))
+            )
+        last = offset
+    return outcomes
 
 
 def read_call(keys: KeySpace, room: Room, first: int, limit: int, size: int, ttl_ms: int) -> Call:
