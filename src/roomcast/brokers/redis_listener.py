@@ -42,8 +42,9 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..rooms import Room
+from ..wire import varint
 from .backoff import Backoff
-from .broker import Deliver, Publication, position_fields
+from .broker import OFFSET_TAG, Deliver, Publication, epoch_field
 from .interest import Interest
 from .redis_envelope import decode_all
 from .redis_keys import SLOTS, KeySpace
@@ -441,13 +442,19 @@ class Listener:
         if not self.interest.wants(room):
             self.stats.unwanted += 1
             return
+        # One epoch per message too: its field is encoded once, and each
+        # event's data is its body, its offset field and that.
+        epoch = envelopes[0].epoch
+        epoch_bytes = epoch_field(epoch)
         self._pending += [
             Publication(
                 room,
                 envelope.offset,
-                envelope.epoch,
+                epoch,
                 envelope.accepted_ns,
-                b"".join((envelope.body, position_fields(envelope.offset, envelope.epoch))),
+                b"".join((envelope.body, OFFSET_TAG, varint(envelope.offset), epoch_bytes))
+                if envelope.offset
+                else b"".join((envelope.body, epoch_bytes)),
                 envelope.signal,
             )
             for envelope in envelopes

@@ -7,9 +7,10 @@
 --       4 epoch for a new room      5 history size     6 history ttl (ms)
 --       7 meta ttl (ms)             8 idempotency ttl (ms)
 --       9 room key                 10 event count
---       then one argument per event, "<id, maybe empty> <accepted_ns> <skip history 1/0>
---       <index of its idempotency key in KEYS, 0: none> <envelope flags>\n<body>"
---       (one argument, not six: the client's cost is per argument)
+--      11 the events, one after another: "<id, maybe empty> <accepted_ns>
+--          <skip history 1/0> <index of its idempotency key in KEYS, 0: none>
+--          <envelope flags> <body length>\n<body>"
+--          (one argument for them all: the client's cost is per argument)
 -- Returns per event: duplicate (0/1), offset, epoch, id.
 --
 -- One message per run: "v1 <offset> <epoch> <accepted_ns> <flags> <room key>\n<body>"
@@ -41,12 +42,13 @@ local stored_at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
 local results = {}
 local stored = false
 local records = {}  -- per event published: offset text, accepted_ns, flags, body
-for i = 0, count - 1 do
-  local packed = ARGV[11 + i]
-  local newline = string.find(packed, '\n', 1, true)
-  local id, accepted_ns, skip, key_index, flags =
-    string.match(string.sub(packed, 1, newline - 1), '^(%S*) (%d+) ([01]) (%d+) (%d+)$')
-  local body = string.sub(packed, newline + 1)
+local packed, position = ARGV[11], 1
+for i = 1, count do
+  local newline = string.find(packed, '\n', position, true)
+  local id, accepted_ns, skip, key_index, flags, length = string.match(
+    string.sub(packed, position, newline - 1), '^(%S*) (%d+) ([01]) (%d+) (%d+) (%d+)$')
+  position = newline + 1 + tonumber(length)
+  local body = string.sub(packed, newline + 1, position - 1)
   key_index = tonumber(key_index)
   local earlier = key_index > 0 and redis.call('GET', KEYS[key_index])
   if earlier then
