@@ -7,35 +7,55 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomcast.brokers import Published, PublishedRun, expand
+from roomcast.brokers import Draft, Published, PublishedRun, Retention, expand
 from roomcast.brokers.redis_scripts import published, published_runs
+from roomcast.rooms import Room, RoomName
+
+ROOM = Room.of(RoomName("global.lobby"), None)
 
 
-def reply_of(*entries: tuple[int, int, str]) -> list[Any]:
-    """A script reply: duplicate flag, offset, epoch and id per draft, as Redis sends them."""
-    out: list[Any] = []
-    for duplicate, offset, event_id in entries:
-        out += [duplicate, offset, b"ep", event_id.encode()]
+def drafts_of(count: int) -> list[Draft]:
+    return [Draft(ROOM, f"id-{i}", b"", 0, Retention(10, 60.0)) for i in range(count)]
+
+
+def reply_of(entries: list[int | tuple[int, str, str]]) -> list[Any]:
+    """A script reply as Redis sends it: the epoch, then an offset per event,
+    or the first publish's [offset, epoch, id] for an idempotent repeat."""
+    out: list[Any] = [b"ep"]
+    for entry in entries:
+        if isinstance(entry, tuple):
+            offset, epoch, event_id = entry
+            out.append([offset, epoch.encode(), event_id.encode()])
+        else:
+            out.append(entry)
     return out
 
 
 def test_consecutive_new_events_are_runs_and_the_rest_stand_alone() -> None:
-    reply = reply_of((0, 5, "a"), (0, 6, "b"), (1, 3, "c"), (0, 0, "d"), (0, 7, "f"), (0, 8, "g"))
-    assert published_runs(reply) == [
-        PublishedRun(["a", "b"], 5, "ep"),
-        Published("c", 3, "ep", duplicate=True),
-        Published("d", 0, "ep"),
-        PublishedRun(["f", "g"], 7, "ep"),
+    reply = reply_of([5, 6, (3, "old", "first"), 0, 7, 8])
+    assert published_runs(reply, drafts_of(6)) == [
+        PublishedRun(["id-0", "id-1"], 5, "ep"),
+        Published("first", 3, "old", duplicate=True),
+        Published("id-3", 0, "ep"),
+        PublishedRun(["id-4", "id-5"], 7, "ep"),
     ]
 
 
 entries = st.lists(
-    st.tuples(st.integers(0, 1), st.integers(0, 12), st.text("abc", min_size=1, max_size=3)),
+    st.one_of(
+        st.integers(0, 12),
+        st.tuples(st.integers(0, 12), st.sampled_from(["ep", "old"]), st.text("abc", max_size=3)),
+    ),
     max_size=12,
 )
 
 
 @given(entries)
-def test_runs_spell_out_to_the_results_one_by_one(drafts: list[tuple[int, int, str]]) -> None:
-    reply = reply_of(*drafts)
-    assert expand(published_runs(reply)) == published(reply)
+def test_runs_spell_out_to_the_results_one_by_one(
+    reply_entries: list[int | tuple[int, str, str]],
+) -> None:
+    reply, drafts = reply_of(reply_entries), drafts_of(len(reply_entries))
+    assert expand(published_runs(reply, drafts)) == published(reply, drafts)
+    for draft, result, entry in zip(drafts, published(reply, drafts), reply_entries, strict=True):
+        assert result.duplicate == isinstance(entry, tuple)
+        assert result.id == (entry[2] if isinstance(entry, tuple) else draft.id)

@@ -11,7 +11,10 @@
 --          <skip history 1/0> <index of its idempotency key in KEYS, 0: none>
 --          <envelope flags> <body length>\n<body>"
 --          (one argument for them all: the client's cost is per argument)
--- Returns per event: duplicate (0/1), offset, epoch, id.
+-- Returns the room's epoch, then per event its offset, or for an idempotent
+-- repeat {offset, epoch, id} of the first publish with its key (the node
+-- knows its own events' ids; a reply of one integer per event is the
+-- cheapest for it to read).
 --
 -- One message per run: "v1 <offset> <epoch> <accepted_ns> <flags> <room key>\n<body>"
 -- for one event, "v2 <count> <epoch> <room key>\n" then per event
@@ -39,7 +42,7 @@ local to_feed = feed ~= '' and redis.call('PUBSUB', 'SHARDNUMSUB', feed)[2] > 0
 local now = redis.call('TIME')
 local stored_at = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
 
-local results = {}
+local results = {epoch}
 local stored = false
 local records = {}  -- per event published: offset text, accepted_ns, flags, body
 local packed, position = ARGV[11], 1
@@ -54,10 +57,7 @@ for i = 1, count do
   if earlier then
     -- "<offset> <epoch> <id>" of the first publish with this key.
     local first_offset, first_epoch, first_id = string.match(earlier, '^(%d+) (%S*) (.*)$')
-    results[#results + 1] = 1
-    results[#results + 1] = tonumber(first_offset)
-    results[#results + 1] = first_epoch
-    results[#results + 1] = first_id
+    results[#results + 1] = {tonumber(first_offset), first_epoch, first_id}
   else
     local offset = 0
     if skip == '0' and size > 0 then
@@ -72,10 +72,7 @@ for i = 1, count do
     if key_index > 0 then
       redis.call('SET', KEYS[key_index], text .. ' ' .. epoch .. ' ' .. id, 'PX', idempotency_ttl)
     end
-    results[#results + 1] = 0
     results[#results + 1] = offset
-    results[#results + 1] = epoch
-    results[#results + 1] = id
   end
 end
 

@@ -153,39 +153,45 @@ def publish_call(keys: KeySpace, drafts: Sequence[Draft], options: PublishOption
     return names, args
 
 
-def published(reply: Sequence[Any]) -> list[Published]:
-    """The results of a publish run, one per draft."""
+def published(reply: Sequence[Any], drafts: Sequence[Draft]) -> list[Published]:
+    """The results of a publish run of ``drafts``, one per draft."""
+    epoch = reply[0].decode()
     return [
-        Published(reply[i + 3].decode(), reply[i + 1], reply[i + 2].decode(), bool(reply[i]))
-        for i in range(0, len(reply), 4)
+        _repeat(entry) if isinstance(entry, list) else Published(draft.id, entry, epoch)
+        for draft, entry in zip(drafts, reply[1:], strict=True)
     ]
 
 
-def published_runs(reply: Sequence[Any]) -> list[Published | PublishedRun]:
-    """The results of a publish run, with consecutive stored events as runs.
+def published_runs(reply: Sequence[Any], drafts: Sequence[Draft]) -> list[Published | PublishedRun]:
+    """The results of a publish run of ``drafts``, with consecutive stored events as runs.
 
-    A run's events follow one another in the reply: each is new (not an
-    idempotent repeat) and took the offset after the one before, in the
-    same epoch (a script run is one room's, in one epoch). One outcome per
-    draft otherwise, as :func:`published`.
+    A run's events follow one another: each is new (not an idempotent
+    repeat) and took the offset after the one before (a script run is one
+    room's, in one epoch). One outcome per draft otherwise, as :func:`published`.
     """
+    epoch = reply[0].decode()
     outcomes: list[Published | PublishedRun] = []
     run: PublishedRun | None = None
     last = -1
-    for i in range(0, len(reply), 4):
-        duplicate, offset = reply[i], reply[i + 1]
-        if run is not None and not duplicate and offset == last + 1:
-            run.ids.append(reply[i + 3].decode())
-        elif not duplicate and offset:
-            run = PublishedRun([reply[i + 3].decode()], offset, reply[i + 2].decode())
+    for draft, entry in zip(drafts, reply[1:], strict=True):
+        if isinstance(entry, list):
+            run, last = None, -1
+            outcomes.append(_repeat(entry))
+        elif run is not None and entry == last + 1:
+            run.ids.append(draft.id)
+            last = entry
+        elif entry:
+            run, last = PublishedRun([draft.id], entry, epoch), entry
             outcomes.append(run)
         else:
-            run = None
-            outcomes.append(
-                Published(reply[i + 3].decode(), offset, reply[i + 2].decode(), bool(duplicate))
-            )
-        last = offset
+            run, last = None, -1
+            outcomes.append(Published(draft.id, 0, epoch))
     return outcomes
+
+
+def _repeat(entry: Sequence[Any]) -> Published:
+    """An idempotent repeat: the first publish's offset, epoch and id."""
+    return Published(entry[2].decode(), entry[0], entry[1].decode(), duplicate=True)
 
 
 def read_call(keys: KeySpace, room: Room, first: int, limit: int, size: int, ttl_ms: int) -> Call:
