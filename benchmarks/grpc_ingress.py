@@ -346,7 +346,10 @@ def main() -> None:
                     0,
                 )
         # Every event the room ever held, markers and calls still in flight
-        # when a phase ended included: the room is new with the server.
+        # when a phase ended included: the room is new with the server. The
+        # pause lets calls the load generator left in flight finish first, so
+        # none takes an offset after the marker.
+        time.sleep(1.0)
         published = top_offset(server)
         deadline = time.monotonic() + 20
         while counts[0] < published and time.monotonic() < deadline:
