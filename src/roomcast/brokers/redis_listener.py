@@ -46,7 +46,7 @@ from ..wire import varint
 from .backoff import Backoff
 from .broker import OFFSET_TAG, Deliver, Publication, epoch_field
 from .interest import Interest
-from .redis_envelope import decode_all
+from .redis_envelope import decode_parts
 from .redis_keys import SLOTS, KeySpace
 
 __all__ = ["DEFAULT_PING_INTERVAL", "Listener", "ListenerStats", "Topology"]
@@ -426,14 +426,13 @@ class Listener:
         link.last = message
         self.stats.received += 1
         try:
-            envelopes = decode_all(message)
+            room_key, epoch, events = decode_parts(message)
         except (ValueError, UnicodeDecodeError):
             self.stats.undecodable += 1
             log.warning("dropped a pub/sub message that is no envelope (%d bytes)", len(message))
             return
         # Every event of one message is of one room: look it up and ask
         # whether it is wanted once per message, not once per event.
-        room_key = envelopes[0].room_key
         room = self._rooms.get(room_key)
         if room is None:
             if len(self._rooms) >= _MAX_ROOMS_CACHED:
@@ -444,20 +443,19 @@ class Listener:
             return
         # One epoch per message too: its field is encoded once, and each
         # event's data is its body, its offset field and that.
-        epoch = envelopes[0].epoch
         epoch_bytes = epoch_field(epoch)
         self._pending += [
             Publication(
                 room,
-                envelope.offset,
+                offset,
                 epoch,
-                envelope.accepted_ns,
-                b"".join((envelope.body, OFFSET_TAG, varint(envelope.offset), epoch_bytes))
-                if envelope.offset
-                else b"".join((envelope.body, epoch_bytes)),
-                envelope.signal,
+                accepted_ns,
+                b"".join((body, OFFSET_TAG, varint(offset), epoch_bytes))
+                if offset
+                else b"".join((body, epoch_bytes)),
+                signal,
             )
-            for envelope in envelopes
+            for offset, accepted_ns, body, signal in events
         ]
         if not self._flush_scheduled:
             # Everything already buffered is read before the loop runs this:
