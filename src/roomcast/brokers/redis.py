@@ -348,21 +348,21 @@ class RedisBroker:
             by_room.setdefault(draft.room.key, []).append(index)
         groups = list(by_room.values())
         options = self._options
-        runs = [[drafts[i] for i in group] for group in groups]
-        calls = [publish_call(self.keys, run, options) for run in runs]
+        room_drafts = [[drafts[i] for i in group] for group in groups]
+        calls = [publish_call(self.keys, room, options) for room in room_drafts]
         try:
             replies = await self._call(self._pipelined(calls))
         except BrokerError as error:
             return [error] * len(drafts)
         if len(groups) == 1 and not isinstance(replies[0], ResponseError):
-            return list(published_runs(replies[0], runs[0]))
+            return list(published_runs(replies[0], room_drafts[0]))
         results: dict[int, Published | RoomcastError] = {}
-        for group, run, reply in zip(groups, runs, replies, strict=True):
+        for group, sent, reply in zip(groups, room_drafts, replies, strict=True):
             if isinstance(reply, ResponseError):
                 failed = self._refused(reply)
                 results.update((index, failed) for index in group)
             else:
-                results.update(zip(group, published(reply, run), strict=True))
+                results.update(zip(group, published(reply, sent), strict=True))
         return [results[index] for index in range(len(drafts))]
 
     async def _publish_each(self, drafts: Sequence[Draft]) -> list[Published | RoomcastError]:

@@ -42,9 +42,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..rooms import Room
-from ..wire import varint
 from .backoff import Backoff
-from .broker import OFFSET_TAG, Deliver, Publication, epoch_field
+from .broker import Deliver, Publication, epoch_field, offset_field
 from .interest import Interest
 from .redis_envelope import decode_parts
 from .redis_keys import SLOTS, KeySpace
@@ -450,9 +449,7 @@ class Listener:
                 offset,
                 epoch,
                 accepted_ns,
-                b"".join((body, OFFSET_TAG, varint(offset), epoch_bytes))
-                if offset
-                else b"".join((body, epoch_bytes)),
+                b"".join((body, offset_field(offset), epoch_bytes)),
                 signal,
             )
             for offset, accepted_ns, body, signal in events

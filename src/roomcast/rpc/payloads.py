@@ -29,8 +29,8 @@ _PACKAGE = "roomcast.internal"
 _BYTES = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
 
 
-def _views() -> tuple[Any, Any]:
-    """The view classes of PublishRequest and PublishBatchRequest."""
+def _batch_view() -> Any:
+    """The view class of PublishBatchRequest (its events a view of PublishRequest)."""
     request = _copy(realtime_pb2.PublishRequest.DESCRIPTOR)
     for field in request.field:
         if field.name == "payload":
@@ -49,10 +49,7 @@ def _views() -> tuple[Any, Any]:
             message_type=[request, batch],
         )
     )
-    return (
-        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{request.name}")),
-        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{batch.name}")),
-    )
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{batch.name}"))
 
 
 def _copy(descriptor: Descriptor) -> descriptor_pb2.DescriptorProto:
@@ -61,7 +58,7 @@ def _copy(descriptor: Descriptor) -> descriptor_pb2.DescriptorProto:
     return proto
 
 
-_, _PublishBatchView = _views()
+_PublishBatchView = _batch_view()
 _check_batch = realtime_pb2.PublishBatchRequest.FromString
 _read_batch = _PublishBatchView.FromString
 
