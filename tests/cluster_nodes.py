@@ -10,8 +10,6 @@ Waits are multiples of :data:`harness.UNIT`.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import re
 import urllib.error
 import urllib.request
@@ -23,7 +21,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import UNIT, ServerProcess, WsClient, bearer, start_server
+from harness import UNIT, ServerProcess, WsClient, bearer, eventually, start_server
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
@@ -89,21 +87,6 @@ def node_id(server: ServerProcess) -> str:
     match = _NODE.search(server.log)
     assert match is not None, server.log
     return match["node"]
-
-
-async def eventually(
-    check: Callable[[], Any], within: float = 10 * UNIT, every: float = 0.05 * UNIT
-) -> Any:
-    """Wait until ``check()`` (a function or a coroutine function) is truthy; its value."""
-    async with asyncio.timeout(within):
-        while True:
-            value = check()
-            if inspect.isawaitable(value):
-                value = await value
-            if value:
-                return value
-            # Polling: what is checked (another process) has no event to wait on.
-            await asyncio.sleep(every)
 
 
 async def join(client: WsClient, room: str, **fields: object) -> dict[str, Any]:

@@ -7,6 +7,7 @@ stretch every wait at once on a slow machine.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import signal
@@ -29,6 +30,7 @@ __all__ = [
     "Stream",
     "WsClient",
     "bearer",
+    "eventually",
     "payload",
     "repository",
     "start_server",
@@ -353,3 +355,18 @@ class WsClient:
         """Close from the client side."""
         await self.websocket.close()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def eventually(
+    check: Callable[[], Any], within: float = 10 * UNIT, every: float = 0.05 * UNIT
+) -> Any:
+    """Wait until ``check()`` (a function or a coroutine function) is truthy; its value."""
+    async with asyncio.timeout(within):
+        while True:
+            value = check()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            # Polling: what is checked (another process) has no event to wait on.
+            await asyncio.sleep(every)

@@ -6,14 +6,13 @@ Redis never see each other's rooms.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from broker_conformance import Node
-from harness import UNIT
+from harness import UNIT, eventually
 
 from roomcast.brokers.backoff import Backoff
 from roomcast.brokers.redis import RedisBroker
@@ -47,13 +46,3 @@ async def redis_nodes(url: str) -> AsyncIterator[Callable[..., Awaitable[Node]]]
     finally:
         for node in nodes:
             await node.broker.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = 10 * UNIT, every: float = 0.05 * UNIT
-) -> None:
-    """Wait until ``check()`` is true; fail after ``within`` seconds."""
-    async with asyncio.timeout(within):
-        # Polling: what is checked (Redis, a process) has no event to wait on.
-        while not await check():  # noqa: ASYNC110
-            await asyncio.sleep(every)

@@ -171,6 +171,13 @@ def test_a_verifier_needs_exactly_one_key(secret: str | None, public_key: str | 
         (["service"], "", {Role.SERVICE}, None),
         (["service"], "acme", {Role.SERVICE}, "acme"),
         (["super_admin", "user"], MISSING, {Role.SUPER_ADMIN, Role.USER}, None),
+        (["super_admin"], "", {Role.SUPER_ADMIN}, None),
+        (["super_admin"], None, {Role.SUPER_ADMIN}, None),
+        # A super admin of a tenant is that tenant's admin, and no more.
+        (["super_admin"], "acme", {Role.TENANT_ADMIN}, "acme"),
+        (["super_admin", "tenant_admin"], "acme", {Role.TENANT_ADMIN}, "acme"),
+        (["super_admin", "user"], "acme", {Role.TENANT_ADMIN, Role.USER}, "acme"),
+        (["super_admin", "service"], "acme", {Role.TENANT_ADMIN, Role.SERVICE}, "acme"),
         (["user", "wizard", 3, None], "acme", {Role.USER}, "acme"),
         (["tenant_admin"], "Globex_2-x", {Role.TENANT_ADMIN}, "Globex_2-x"),
     ],
@@ -196,6 +203,28 @@ def test_platform_principals() -> None:
     assert not admin.is_service
     assert service.is_service
     assert not service.is_super_admin
+
+
+def test_a_super_admin_of_a_tenant_is_read_as_its_tenant_admin(verifier: TokenVerifier) -> None:
+    # The token of the hardening issue: its tenant_id was ignored, which made
+    # it a platform super admin able to read and act in every tenant.
+    principal = verifier.verify(hs256(sub="sam", roles=["super_admin"], tenant_id="acme"))
+    assert principal == Principal(
+        "sam", TenantId("acme"), frozenset({Role.TENANT_ADMIN}), float(EXP)
+    )
+    assert not principal.is_super_admin
+    assert not principal.is_platform
+    assert not principal.has(Role.SUPER_ADMIN)
+    assert principal.has(Role.TENANT_ADMIN)
+
+
+def test_only_a_tenant_less_principal_is_a_super_admin() -> None:
+    # A principal built by hand, not read from a token, may carry both: the
+    # property still refuses it the platform.
+    scoped = Principal("sam", TenantId("acme"), frozenset({Role.SUPER_ADMIN}), float(EXP))
+    platform = Principal("root", None, frozenset({Role.SUPER_ADMIN}), float(EXP))
+    assert not scoped.is_super_admin
+    assert platform.is_super_admin
 
 
 def test_a_token_within_the_leeway_is_accepted() -> None:
@@ -362,6 +391,14 @@ BAD_ID = "must be 1-64 characters of A-Z a-z 0-9 _ -"
         ({"tenant_id": 7}, "token claim 'tenant_id' must be a string"),
         ({"tenant_id": "ac.me"}, f"token claim tenant_id: {BAD_ID}"),
         ({"tenant_id": "x" * 65}, f"token claim tenant_id: {BAD_ID}"),
+        # A super admin's tenant_id is read like anyone's, not skipped.
+        ({"roles": ["super_admin"], "tenant_id": 7}, "token claim 'tenant_id' must be a string"),
+        (
+            {"roles": ["super_admin"], "tenant_id": ["acme"]},
+            "token claim 'tenant_id' must be a string",
+        ),
+        ({"roles": ["super_admin"], "tenant_id": "ac.me"}, f"token claim tenant_id: {BAD_ID}"),
+        ({"roles": ["super_admin"], "tenant_id": "x" * 65}, f"token claim tenant_id: {BAD_ID}"),
     ],
 )
 def test_claim_checks(verifier: TokenVerifier, changes: dict[str, object], message: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from roomcast.auth import Principal, Role
+from roomcast.auth import Principal, Role, TokenVerifier, mint_token
 from roomcast.errors import ConfigError, Forbidden, InvalidArgument, InvalidRoom
 from roomcast.policy import (
     BUILTIN_RULES,
@@ -167,6 +167,57 @@ def test_a_rule_allowing_nobody_says_so() -> None:
     assert caught.value.message == (
         "may not subscribe to room 'sealed.x': rule 'sealed.{id}' allows subscribe for nobody"
     )
+
+
+# -- super_admin: the platform's only ----------------------------------------------
+
+SECRET = "test-secret-0123456789abcdef0123456789"
+# Built by hand: tokens never yield it (auth reads a super_admin with a tenant
+# as the tenant's admin), but Who.SUPER_ADMIN must refuse it all the same.
+SCOPED_SUPER_ADMIN = principal("sam", "acme", Role.SUPER_ADMIN)
+SUPER_ADMINS_ONLY = frozenset({Who.SUPER_ADMIN})
+OPS = RoomRule("ops.{id}", Scope.PLATFORM, SUPER_ADMINS_ONLY, SUPER_ADMINS_ONLY)
+DESK = RoomRule("desk.{id}", Scope.TENANT, SUPER_ADMINS_ONLY, SUPER_ADMINS_ONLY)
+
+
+@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("name", ["ops.x", "desk.x"])
+def test_who_super_admin_is_a_super_admin_without_a_tenant(name: str, action: Action) -> None:
+    policy = Policy((OPS, DESK))
+    resolved = policy.resolve(PRINCIPALS["platform_service"], name, "acme")
+    assert allowed(policy, PRINCIPALS["super_admin"], resolved, action, False)
+    # Not even in a room of its own tenant: super_admin means the platform's.
+    assert not allowed(policy, SCOPED_SUPER_ADMIN, resolved, action, True)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "platform.admins",
+        "platform.security",
+        "performance.dashboard",
+        "tenant.acme.admins",
+        "tenant.globex.admins",
+        "tenant.globex.users",
+    ],
+)
+def test_a_hand_built_super_admin_of_a_tenant_gets_nothing_of_the_platform(name: str) -> None:
+    resolved = POLICY.resolve(PRINCIPALS["platform_service"], name)
+    for action in Action:
+        assert not allowed(POLICY, SCOPED_SUPER_ADMIN, resolved, action, False)
+
+
+def test_a_super_admin_token_of_a_tenant_has_exactly_the_tenant_admins_rights() -> None:
+    token = mint_token(SECRET, subject="sam", roles=["super_admin"], tenant="acme")
+    sam = TokenVerifier(secret=SECRET).verify(token)
+    column = COLUMNS.index("acme_admin")
+    for name, row in MATRIX.items():
+        cell, resolved = row[column], acme_room(name)
+        assert allowed(POLICY, sam, resolved, Action.SUBSCRIBE, False) is (cell[0] == "S"), name
+        assert allowed(POLICY, sam, resolved, Action.PUBLISH, False) is (cell[1] == "P"), name
+        assert allowed(POLICY, sam, resolved, Action.PUBLISH, True) is (cell[2] == "M"), name
+    globex = POLICY.resolve(PRINCIPALS["platform_service"], "tenant.globex.admins")
+    assert not POLICY.covers(sam, globex.room)
 
 
 # -- resolve -------------------------------------------------------------------

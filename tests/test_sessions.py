@@ -17,7 +17,7 @@ async def test_a_disconnect_while_the_broker_is_down_leaves_every_room() -> None
     carol = FakeConnection(ConnectionId("c"))
     await node.sessions.connect(carol, user("carol"))
     for room in (CHAT, OTHER):  # rooms that announce leaves: each needs the broker
-        await node.sessions.join(carol.id, room.name, None)
+        await node.sessions.join(carol.id, room.name, None, 1 << 18)
     broker.down = True
     await node.sessions.disconnect(carol.id)
     assert node.presence.entries() == []
@@ -33,7 +33,7 @@ async def test_leaving_a_room_while_the_broker_is_down_leaves_it() -> None:
     node = await local_node(broker)
     carol = FakeConnection(ConnectionId("c"))
     await node.sessions.connect(carol, user("carol"))
-    await node.sessions.join(carol.id, CHAT.name, None)
+    await node.sessions.join(carol.id, CHAT.name, None, 1 << 18)
     broker.down = True
     assert await node.sessions.leave(carol.id, CHAT.name) == CHAT
     assert node.presence.members(CHAT.key) == []

@@ -10,7 +10,9 @@
 //   backoff chosen from the close code (the table under "Close codes");
 // - every room is joined again after a reconnect with `since` set to the
 //   last event seen, so no event is lost; where the server cannot replay
-//   (`recovered: false`) the app is told with a *gap* instead;
+//   (`recovered: false`) the app is told with a *gap* instead. Replies are
+//   paged by bytes: missed events that do not fit in `room_joined` follow in
+//   `missed` frames, and the room's live events wait until the last of them;
 // - replies are matched to requests by `id`, every request has a timeout,
 //   and no queue grows without bound.
 //
@@ -37,7 +39,7 @@ export const CLIENT_ERRORS = Object.freeze({
   tooLarge: "too_large",
   /** The server sent something that is not a JSON object (reported to `onError`). */
   badFrame: "bad_frame",
-  /** `leave()` was called while the room's `join()` was waiting. */
+  /** `leave()` was called, or a backend's LeaveRoom came, while the room's `join()` was waiting. */
   left: "left",
 });
 
@@ -110,9 +112,11 @@ export class RoomcastError extends Error {
  * @property {number} offset the room's newest offset when it was joined
  * @property {string} epoch
  * @property {Member[]} presence the members (in rooms with presence announced; else empty)
- * @property {boolean} recovered false when `since` could not be served (a gap was reported)
+ * @property {boolean} recovered false when `since` could not be served, or the rest of the
+ *   missed events could not be (a gap was reported)
  * @property {string} reason why not, when not recovered
- * @property {number} missed how many missed events were replayed (already handed to `on` handlers)
+ * @property {number} missed how many missed events were replayed (already handed to `on`
+ *   handlers), over every page of them and every connection the join took
  *
  * @typedef {object} History What `history()` resolves with.
  * @property {string} room
@@ -120,6 +124,8 @@ export class RoomcastError extends Error {
  * @property {number} offset the room's newest offset
  * @property {string} epoch
  * @property {boolean} recovered false when `since` could not be served
+ * @property {boolean} more stored events follow the last of `events` (the reply is a page):
+ *   ask again with `since` set to the last event's offset and epoch
  *
  * @typedef {object} PresenceChange
  * @property {"join" | "leave"} type
@@ -223,6 +229,20 @@ export class RoomcastError extends Error {
  * @property {boolean} heldDropped more than maxHeld events arrived while resuming
  * @property {Map<string, Member>} members by connection id
  * @property {{resolve: (joined: Joined) => void, reject: (error: Error) => void}[]} waiters
+ * @property {Replay | null} replay the answer to a join being handed over (its missed events)
+ * @property {number} replayed missed events handed to the app since the join began (a join
+ *   restarted by a new connection goes on counting)
+ * @property {number} refusals joins answered `overloaded` in a row
+ * @property {ReturnType<typeof setTimeout> | null} retry the join again after `overloaded`
+ *
+ * @typedef {object} Replay (internal) a `room_joined` whose missed events are being handed
+ *   over: all at once, or page by page in `missed` frames until one says `more: false`.
+ * @property {Position} top the room's position when it was joined: live events come after it
+ * @property {Member[]} presence
+ * @property {"client" | "server"} by
+ * @property {boolean} resumed
+ * @property {boolean} recovered
+ * @property {string} reason
  *
  * @typedef {object} Pending (internal) a request waiting for its reply.
  * @property {string} type
@@ -248,7 +268,8 @@ export function closeAction(code) {
   if (code === 4003) return "backoff"; // connection limit: "back off as for 4100"
   if (code >= 4000 && code <= 4099) return "token"; // 4001 unauthorized, and the rest of the range
   if (code >= 4200 && code <= 4299) return "now"; // server restarting: another node takes us
-  return "backoff"; // 1000/1001 from the server, 1006, 1009, 1011, 4100-4199, ...
+  // 1000/1001 from the server, 1006, 1009, 1011, 1013 (over its memory budget), 4100-4199, ...
+  return "backoff";
 }
 
 // Server frames that answer a request and echo its id. `event` frames carry
@@ -647,7 +668,6 @@ export class Roomcast {
    * @param {ReturnType<typeof closeAction>} action
    */
   async #retry(code, reason, action) {
-    const reconnect = /** @type {Required<ReconnectOptions>} */ (this.#reconnect);
     this.#attempt += 1;
     const generation = this.#generation;
     /** @type {TokenContext["reason"] | null} */
@@ -671,13 +691,24 @@ export class Roomcast {
     }
     // "At once" once in a row; if that fails too, back off.
     const now = (action === "now" || action === "refresh") && this.#attempt === 1;
-    const base = Math.min(reconnect.maxDelay, reconnect.initialDelay * 2 ** (this.#attempt - 1));
-    const delay = now ? 0 : Math.round(base / 2 + (Math.random() * base) / 2);
+    const delay = now ? 0 : this.#backoff(this.#attempt);
     this.#setState({ state: "disconnected", code, reason, delay, attempt: this.#attempt });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       if (generation === this.#generation) void this.#open(tokenReason);
     }, delay);
+  }
+
+  /**
+   * A jittered exponential backoff: the delay doubles from `initialDelay` up
+   * to `maxDelay`, each drawn at random between half and all of it.
+   * @param {number} attempt 1 for the first retry
+   * @returns {number} ms
+   */
+  #backoff(attempt) {
+    const { initialDelay, maxDelay } = this.#reconnect ?? { initialDelay: 500, maxDelay: 30_000 };
+    const base = Math.min(maxDelay, initialDelay * 2 ** (attempt - 1));
+    return Math.round(base / 2 + (Math.random() * base) / 2);
   }
 
   /**
@@ -731,6 +762,11 @@ export class Roomcast {
     for (const r of this.#rooms.values()) {
       r.inRoom = r.joining = r.heldDropped = false;
       r.held = null;
+      // A join being answered page by page starts over on the next
+      // connection, from the last event handed over.
+      r.replay = null;
+      if (r.retry) clearTimeout(r.retry);
+      r.retry = null;
     }
   }
 
@@ -775,6 +811,15 @@ export class Roomcast {
       r.wanted = false;
       const error = new RoomcastError(CLIENT_ERRORS.left, `left ${room} before it was joined`);
       for (const waiter of r.waiters.splice(0)) waiter.reject(error);
+      if (r.replay) {
+        // Its missed events may still be coming: they are ignored now.
+        r.replay = null;
+        r.joining = r.heldDropped = false;
+        r.held = null;
+      }
+      r.replayed = r.refusals = 0;
+      if (r.retry) clearTimeout(r.retry);
+      r.retry = null;
       this.#typing.delete(room);
       const cursor = this.#cursors.get(room);
       if (cursor?.timer) clearTimeout(cursor.timer);
@@ -815,6 +860,10 @@ export class Roomcast {
         heldDropped: false,
         members: new Map(),
         waiters: [],
+        replay: null,
+        replayed: 0,
+        refusals: 0,
+        retry: null,
       };
       this.#rooms.set(name, r);
     }
@@ -828,6 +877,8 @@ export class Roomcast {
   #sendJoin(r) {
     const since = this.position(r.name) ?? r.since;
     r.joining = true;
+    if (r.retry) clearTimeout(r.retry);
+    r.retry = null;
     // The server holds back a room's live events until it answers a join,
     // but only for rooms the connection was not in yet. For rooms it is
     // already in (its own rooms), the client holds them back itself, so that
@@ -848,6 +899,19 @@ export class Roomcast {
     // Dropped with its connection: the next connection joins it again.
     if (code === CLIENT_ERRORS.disconnected || this.#rooms.get(r.name) !== r) return;
     r.joining = false;
+    if (code === "overloaded" && r.wanted) {
+      // The server is short of memory or of reads for now ("retry after a
+      // backoff"): the room stays wanted and its join() waits.
+      r.refusals += 1;
+      r.retry = setTimeout(() => {
+        r.retry = null;
+        if (this.#state === "connected" && this.#rooms.get(r.name) === r && !r.joining) {
+          this.#sendJoin(r);
+        }
+      }, this.#backoff(r.refusals));
+      return;
+    }
+    r.replayed = r.refusals = 0;
     for (const waiter of r.waiters.splice(0)) waiter.reject(error);
     // Still wanted: a late answer, or the next connection, joins it.
     if (code === CLIENT_ERRORS.timeout) return;
@@ -876,18 +940,22 @@ export class Roomcast {
     // A reply carries the request's id (a late one, after its timeout, too);
     // a backend's JoinRoom none.
     const by = frame.id == null ? "server" : "client";
-    const since = pending ? (pending.since ?? null) : by === "client" ? r.asked : null;
-    const resumed = Boolean(since);
-    r.wanted = r.inRoom = true;
-    r.joining = false;
-    r.since = r.asked = null;
-    r.members = new Map(
+    const members = new Map(
       (frame.presence ?? []).map((/** @type {Member} */ m) => [m.connection_id, m]),
     );
-    const missed = frame.missed ?? [];
+    if (r.replay && by === "server") {
+      // A backend's JoinRoom while a join's missed events are still coming:
+      // they go on coming, and the join finishes with the last of them.
+      r.members = members;
+      this.#emit(this.#roomHandlers, { type: "joined", room: r.name, by, recovered: true });
+      return;
+    }
+    const since = pending ? (pending.since ?? null) : by === "client" ? r.asked : null;
+    r.wanted = r.inRoom = true;
+    r.since = r.asked = null;
+    r.members = members;
     if (since && frame.recovered) {
-      r.epoch = frame.epoch;
-      for (const event of missed) this.#deliver(event, r, true);
+      r.offset = Math.max(r.offset, since.offset); // what the app saw already
     } else if (since) {
       this.#gap(r, frame.reason || "the server could not replay the missed events", frame);
       r.offset = 0; // nothing was replayed: what comes next starts afresh
@@ -896,24 +964,92 @@ export class Roomcast {
       r.offset = 0;
     }
     r.epoch = frame.epoch;
-    r.top = Math.max(frame.offset, 0);
+    // Known from here: a new connection in the middle of the missed events
+    // resumes from the last one handed over. `top` waits for the last page.
     r.known = true;
+    r.refusals = 0;
+    /** @type {Replay} */
+    const replay = {
+      top: { offset: frame.offset, epoch: frame.epoch },
+      presence: frame.presence ?? [],
+      by,
+      resumed: Boolean(since),
+      recovered: frame.recovered !== false,
+      reason: frame.reason ?? "",
+    };
+    r.replay = replay;
+    r.joining = true; // until the last page: no second join_room meanwhile
+    // The server sends every page before the room's live events; the client
+    // holds them too, so that none overtakes a page whatever comes between.
+    if (frame.more) r.held ??= [];
+    this.#replay(r, replay, replay.recovered ? (frame.missed ?? []) : [], frame.more === true);
+  }
+
+  /**
+   * `missed`: a further page of the missed events of a join whose
+   * `room_joined` said `more`. Ignored for a room whose join is not being
+   * answered (left meanwhile, or restarted on a new connection).
+   * @param {any} frame
+   */
+  #missed(frame) {
+    const r = this.#rooms.get(frame.room);
+    const replay = r?.replay;
+    if (!r || !replay) return;
+    if (frame.recovered === false) {
+      // The rest is lost (the history moved on meanwhile, or the server is
+      // overloaded): as for a position that cannot be resumed.
+      replay.recovered = false;
+      replay.reason = frame.reason || "the server could not replay the rest of the missed events";
+      this.#gap(r, replay.reason, replay.top);
+      r.offset = 0; // what comes next starts afresh
+      this.#joined(r, replay);
+      return;
+    }
+    this.#replay(r, replay, frame.events ?? [], frame.more === true);
+  }
+
+  /**
+   * Hand a page of missed events to the app; after the last page, the join is done.
+   * @param {RoomState} r
+   * @param {Replay} replay
+   * @param {RoomEvent[]} events
+   * @param {boolean} more pages follow
+   */
+  #replay(r, replay, events, more) {
+    for (const event of events) {
+      if (r.replay !== replay) return; // a handler left the room, or closed the client
+      if (this.#deliver(event, r, true)) r.replayed += 1;
+    }
+    if (r.replay === replay && !more) this.#joined(r, replay);
+  }
+
+  /**
+   * A join is done, every missed event handed over: release the live events
+   * held meanwhile, tell the app, settle the join()s waiting.
+   * @param {RoomState} r
+   * @param {Replay} replay
+   */
+  #joined(r, replay) {
+    r.replay = null;
+    r.epoch = replay.top.epoch;
+    r.top = Math.max(replay.top.offset, 0);
     this.#release(r, false, "");
     /** @type {Joined} */
     const joined = {
       room: r.name,
-      offset: frame.offset,
-      epoch: frame.epoch,
-      presence: frame.presence ?? [],
-      recovered: frame.recovered !== false,
-      reason: frame.reason ?? "",
-      missed: frame.recovered === false ? 0 : missed.length,
+      offset: replay.top.offset,
+      epoch: replay.top.epoch,
+      presence: replay.presence,
+      recovered: replay.recovered,
+      reason: replay.reason,
+      missed: r.replayed,
     };
+    r.replayed = 0;
     this.#emit(this.#roomHandlers, {
       type: "joined",
       room: r.name,
-      by,
-      resumed,
+      by: replay.by,
+      resumed: replay.resumed,
       recovered: joined.recovered,
     });
     for (const waiter of r.waiters.splice(0)) waiter.resolve(joined);
@@ -951,8 +1087,15 @@ export class Roomcast {
     const by = frame.id == null ? "server" : "client";
     const r = this.#rooms.get(frame.room);
     // Gone, unless the app joined it again meanwhile; a backend's LeaveRoom always wins.
-    if (r && (!r.wanted || by === "server")) this.#rooms.delete(frame.room);
-    else if (r) r.inRoom = false;
+    if (r && (!r.wanted || by === "server")) {
+      this.#rooms.delete(frame.room);
+      if (r.retry) clearTimeout(r.retry);
+      const error = new RoomcastError(
+        CLIENT_ERRORS.left,
+        `taken out of ${frame.room} by the server before it was joined`,
+      );
+      for (const waiter of r.waiters.splice(0)) waiter.reject(error);
+    } else if (r) r.inRoom = false;
     this.#emit(this.#roomHandlers, { type: "left", room: frame.room, by });
   }
 
@@ -1037,19 +1180,57 @@ export class Roomcast {
 
   /**
    * Who is in a room, asked of the server (any room the client may subscribe to).
+   *
+   * The server answers in pages of at most `ws_max_reply_bytes`; this asks
+   * for every page in turn (`page_token`) and resolves with all the members,
+   * oldest first, each once. Members who come or go while it pages may be
+   * listed or not.
    * @param {string} room
-   * @returns {Promise<Member[]>}
+   * @returns {Promise<Member[]>} rejected with the server's error (`forbidden`,
+   *   `overloaded`: retry after a backoff, ...)
    */
   async presence(room) {
-    const reply = await this.#request({ type: "presence", room });
-    return reply.members;
+    /** @type {Map<string, Member>} */
+    const members = new Map();
+    /** @type {string | undefined} */
+    let token;
+    for (;;) {
+      const reply = await this.#request({
+        type: "presence",
+        room,
+        ...(token ? { page_token: token } : {}),
+      });
+      for (const member of reply.members ?? []) members.set(member.connection_id, member);
+      const next = reply.next_page_token;
+      // A token that does not move on would loop for ever.
+      if (typeof next !== "string" || !next || next === token) return [...members.values()];
+      token = next;
+    }
   }
 
   /**
-   * A room's stored events, oldest first.
+   * A page of a room's stored events, oldest first.
+   *
+   * A reply carries at most `limit` events and at most `ws_max_reply_bytes`
+   * of them (at least one event however large). When `more` is true, stored
+   * events follow: ask again from the last one to read on. A later page with
+   * `recovered: false` means the history moved on between two pages: it
+   * starts again from the oldest event held.
+   *
+   * ```js
+   * const events = [];
+   * for (let since; ; ) {
+   *   const page = await rc.history(room, { since, limit: 1000 });
+   *   events.push(...page.events);
+   *   if (!page.more) break;
+   *   const last = page.events[page.events.length - 1];
+   *   since = { offset: last.offset, epoch: last.epoch };
+   * }
+   * ```
    * @param {string} room
    * @param {{since?: Position, limit?: number}} [options] limit 1-1000, default 100
-   * @returns {Promise<History>}
+   * @returns {Promise<History>} rejected with the server's error (`overloaded`: retry after a
+   *   backoff, ...)
    */
   async history(room, options = {}) {
     const frame = { type: "history", room, ...options };
@@ -1060,6 +1241,7 @@ export class Roomcast {
       offset: reply.offset,
       epoch: reply.epoch,
       recovered: reply.recovered,
+      more: reply.more === true,
     };
   }
 
@@ -1298,6 +1480,9 @@ export class Roomcast {
       case "room_joined":
         this.#roomJoined(frame, pending);
         break;
+      case "missed":
+        this.#missed(frame);
+        return;
       case "room_left":
         this.#roomLeft(frame);
         break;
@@ -1361,13 +1546,14 @@ export class Roomcast {
    * @param {RoomEvent} event
    * @param {RoomState | undefined} r
    * @param {boolean} replayed from `missed` or held back; never held again
+   * @returns {boolean} it went to the handlers (not held back, not seen already)
    */
   #deliver(event, r, replayed) {
     if (r && r.held && !replayed) {
       // Bounded: past maxHeld the rest is dropped, and reported as a gap on release.
       if (r.held.length < this.#maxHeld) r.held.push(event);
       else r.heldDropped = true;
-      return;
+      return false;
     }
     if (r && event.offset > 0) {
       if (r.epoch !== event.epoch) {
@@ -1381,7 +1567,7 @@ export class Roomcast {
         r.offset = r.top = 0;
         r.known = true;
       }
-      if (event.offset <= r.offset) return; // seen already (replayed and live)
+      if (event.offset <= r.offset) return false; // seen already (replayed and live)
       const last = Math.max(r.offset, r.top);
       if (last > 0 && event.offset > last + 1) {
         this.#gap(r, `events ${last + 1} to ${event.offset - 1} were not delivered`, {
@@ -1393,6 +1579,7 @@ export class Roomcast {
     }
     this.#emit(this.#handlers.get(event.event), event);
     this.#emit(this.#handlers.get("*"), event);
+    return true;
   }
 
   /** @param {any} frame */

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import InvalidArgument
+from .gate import check_json
 from .rooms import parse_event_name, parse_segment
 
 __all__ = ["MAX_SESSION_ID", "MAX_USER_AGENT", "activity_payload"]
@@ -63,5 +64,7 @@ def activity_payload(
         if value:
             payload[key] = value
     if details:
+        # At level 2 of the event's payload: the gate's limit, named for this field.
+        check_json(details, field="details", levels=2)
         payload["details"] = dict(details)
     return payload

@@ -5,9 +5,12 @@ Claims (docs/grpc.md has the full table):
 - ``sub``: user or service id, 1-64 characters of ``A-Z a-z 0-9 _ -`` (it is
   placed in room names such as ``user.{sub}.private``);
 - ``tenant_id``: same grammar; required except for platform-level principals
-  (role ``super_admin``, or role ``service`` without a tenant). A
-  ``super_admin`` is always platform-level: a ``tenant_id`` on its token is
-  ignored;
+  (role ``super_admin`` or ``service``, without a tenant). Only a tenant-less
+  ``super_admin`` administers the platform: a ``super_admin`` token with a
+  ``tenant_id`` is read as that tenant's ``tenant_admin`` (its roles lose
+  ``super_admin`` and gain ``tenant_admin``, and ``connection.confirmed``
+  shows them so). This happens here, once, so that no check further on can
+  mistake it for a platform operator;
 - ``roles``: a non-empty list drawn from ``super_admin``, ``tenant_admin``,
   ``user``, ``service`` (other strings are ignored);
 - ``exp``: required; ``iss`` and ``aud`` are checked when configured.
@@ -82,8 +85,13 @@ class Principal:
 
     @property
     def is_super_admin(self) -> bool:
-        """Whether the caller administers the whole platform."""
-        return Role.SUPER_ADMIN in self.roles
+        """Whether the caller administers the whole platform.
+
+        Only a tenant-less ``super_admin`` does. Tokens never yield a
+        ``super_admin`` of a tenant (it becomes the tenant's admin when its
+        claims are read), but a principal built by hand may carry both.
+        """
+        return Role.SUPER_ADMIN in self.roles and self.tenant is None
 
     def has(self, role: Role) -> bool:
         """Whether the caller carries ``role``."""
@@ -109,9 +117,7 @@ def _principal_from_claims(claims: dict[str, object]) -> Principal:
         )
     raw_tenant = claims.get("tenant_id")
     tenant: TenantId | None = None
-    if Role.SUPER_ADMIN in roles:
-        pass  # platform-level by definition: a tenant_id claim is ignored
-    elif raw_tenant not in (None, ""):
+    if raw_tenant not in (None, ""):
         if not isinstance(raw_tenant, str):
             raise Unauthenticated("token claim 'tenant_id' must be a string")
         try:
@@ -122,6 +128,11 @@ def _principal_from_claims(claims: dict[str, object]) -> Principal:
         raise Unauthenticated(
             "token has no 'tenant_id' claim; only super_admin and service tokens may omit it"
         )
+    if tenant is not None and Role.SUPER_ADMIN in roles:
+        # A super admin of one tenant administers that tenant, nothing more.
+        # Reading it as the tenant's admin here, once, leaves no check further
+        # on (policy, own rooms, operators' verbs) that could forget the tenant.
+        roles = (roles - {Role.SUPER_ADMIN}) | {Role.TENANT_ADMIN}
     expires_at = claims.get("exp")
     if not isinstance(expires_at, int | float):
         raise Unauthenticated("token has no 'exp' claim")

@@ -63,6 +63,19 @@ class Settings:
     max_payload_bytes: int = 64 * 1024
     max_batch_size: int = 10_000
     max_subscribe_rooms: int = 128
+    max_subscribe_since: int = 128  # rooms a Subscribe may resume (its since map)
+    # The most a GetHistory or GetPresence response carries (encoded); the
+    # rest comes in further pages.
+    max_reply_bytes: int = 1024 * 1024
+    # History, replay and presence reads one user (or service) may have in
+    # flight at once, over every connection and call.
+    max_reads_in_flight: int = 16
+    # The node's memory ceiling (resident bytes): above it, new connections
+    # are refused (1013) and expensive reads answered "overloaded", until it
+    # is back under 90 % of it. 0: 80 % of the memory the process may use
+    # (its cgroup's limit, else the machine's). Checked every interval.
+    memory_limit_bytes: int = 0
+    memory_check_interval: float = 0.25
     # A Subscribe stream whose unsent events exceed this is ended with
     # RESOURCE_EXHAUSTED: a reader that cannot keep up never grows memory.
     subscriber_buffer_bytes: int = 8 * 1024 * 1024
@@ -91,6 +104,12 @@ class Settings:
     ws_abuse_limit: int = 50
     # Unsent bytes a connection may have before it is closed with 4100.
     ws_send_buffer_bytes: int = 1024 * 1024
+    # The most one reply (history, room_joined with missed events, presence)
+    # may take of it; longer answers come in pages (docs/protocol.md#limits).
+    ws_max_reply_bytes: int = 256 * 1024
+    # A reply waits this long for a connection's unsent bytes to leave room
+    # for it, then the connection is closed as a slow consumer (4100).
+    ws_drain_timeout: float = 30.0
     max_connections_per_user: int = 10
     max_connections_per_tenant: int = 0  # 0: no limit
     token_expiry_notice: float = 60.0  # token.expiring this long before exp
@@ -197,6 +216,12 @@ class Settings:
             "ws_rate_burst",
             "ws_abuse_limit",
             "ws_send_buffer_bytes",
+            "ws_max_reply_bytes",
+            "ws_drain_timeout",
+            "max_subscribe_since",
+            "max_reply_bytes",
+            "max_reads_in_flight",
+            "memory_check_interval",
             "max_connections_per_user",
             "failed_login_window",
             "security_max_tracked",
@@ -204,7 +229,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be greater than 0")
-        for name in ("failed_login_limit", "new_location_days"):
+        for name in ("failed_login_limit", "new_location_days", "memory_limit_bytes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be 0 (off) or more")
         parse_networks(self.trusted_proxies)  # names the entry that does not parse

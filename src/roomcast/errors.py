@@ -16,7 +16,9 @@
      │    ├── TooLarge           RESOURCE_EXHAUSTED   "too_large"
      │    ├── ConnectionLimit    RESOURCE_EXHAUSTED   close 4003
      │    ├── SlowConsumer       RESOURCE_EXHAUSTED   close 4100
-     │    └── Abuse              RESOURCE_EXHAUSTED   close 4101
+     │    ├── Abuse              RESOURCE_EXHAUSTED   close 4101
+     │    └── Overloaded         RESOURCE_EXHAUSTED   "overloaded"
+     │         └── ServerBusy    RESOURCE_EXHAUSTED   close 1013
      ├── Unavailable             UNAVAILABLE          close 4200
      └── BrokerError             UNAVAILABLE          (the broker failed)
           └── BrokerTimeout      DEADLINE_EXCEEDED
@@ -43,7 +45,9 @@ __all__ = [
     "LimitExceeded",
     "NotFound",
     "NotMember",
+    "Overloaded",
     "RoomcastError",
+    "ServerBusy",
     "SlowConsumer",
     "TokenExpired",
     "TooLarge",
@@ -163,6 +167,25 @@ class Abuse(LimitExceeded):
     """A connection kept sending refused or malformed frames."""
 
     close_code = 4101
+
+
+class Overloaded(LimitExceeded):
+    """The node is over its memory budget: expensive reads are refused for now.
+
+    Also: a caller with too many reads in flight. Retry after a backoff.
+    """
+
+    frame_code = "overloaded"
+
+
+class ServerBusy(Overloaded):
+    """A new WebSocket connection refused while the node is over its memory budget.
+
+    1013 is RFC 6455's registered "Try Again Later" (IANA WebSocket Close
+    Code Number Registry): clients back off before reconnecting.
+    """
+
+    close_code = 1013
 
 
 class Unavailable(RoomcastError):

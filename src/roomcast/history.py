@@ -74,12 +74,22 @@ def recovery(since: Position, *, epoch: str, top: int, oldest: int) -> Recovery:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """Events after a position, and the room's newest position."""
+    """Events after a position, and the room's newest position.
+
+    Attributes:
+        items: the events, oldest first.
+        top: the room's newest position.
+        recovered: False when the position asked for could not be served.
+        reason: why not.
+        more: stored events follow the last item (a page cut by a limit);
+            read on from the last item's position.
+    """
 
     items: Sequence[T]
     top: Position
     recovered: bool
     reason: str = ""
+    more: bool = False
 
 
 class RoomLog(Generic[T]):

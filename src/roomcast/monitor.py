@@ -21,10 +21,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from google.protobuf.struct_pb2 import Struct
 
 from .auth import Principal, Role
 from .errors import BrokerError, RoomcastError
+from .gate import encode_json
 from .metrics import Alert, Alerts, Gauges, RoomSize, Snapshot, Thresholds, default_rules
 from .metrics.collector import snapshot_json
 from .rooms import Room
@@ -82,8 +82,7 @@ class _Event:
     ) -> None:
         self.room = room
         self.event = event
-        self.payload = Struct()
-        self.payload.update(data)
+        self.payload = encode_json(data)
         self.tenant_id = tenant_id
         self.idempotency_key = idempotency_key
 

@@ -19,11 +19,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from google.protobuf.struct_pb2 import Struct
 
 from .auth import Principal, TokenVerifier
 from .brokers import Broker, Draft, Outcome, Publication, Published, Retention, expand
@@ -32,10 +31,14 @@ from .errors import (
     BrokerError,
     Forbidden,
     InvalidArgument,
+    Overloaded,
     RoomcastError,
     TooLarge,
     Unavailable,
 )
+from .faults import Faults
+from .gate import encode_json
+from .guard import MemoryGuard, default_limit, resident_bytes
 from .history import Page, Position
 from .hub import ANY_TENANT, Hub, PatternSubscription
 from .metrics import Collector, Idle
@@ -43,6 +46,7 @@ from .monitor import Monitor
 from .operations import CONTROL, DISCONNECT, Operations
 from .policy import Action, Policy, ResolvedRoom
 from .presence import ConnectionId, Member, Presence
+from .reading import ReadsInFlight, event_offset, read_page
 from .rooms import (
     Room,
     TenantId,
@@ -74,7 +78,8 @@ PRESENCE_CHUNK = 1_000
 SWEEP_INTERVAL = 30.0
 # Event fields (proto/roomcast/v1/event.proto) framed by _drafts.
 EVENT_TIME = 7
-_ID_TAG, _PAYLOAD_TAG = len_tag(1), len_tag(4)
+_EVENT_PAYLOAD = 4
+_ID_TAG, _PAYLOAD_TAG = len_tag(1), len_tag(_EVENT_PAYLOAD)
 BATCH_CHUNK = 256
 
 
@@ -91,10 +96,11 @@ class Recipient(Hashable, Protocol):
 class PublishInput(Protocol):
     """One publish as a shell received it.
 
-    ``roomcast.v1.PublishRequest`` has exactly these attributes, so the gRPC
-    shell passes its messages through unconverted. ``payload`` may also be
-    the ``Struct`` already encoded (PublishBatch reads it so, see
-    :mod:`roomcast.rpc.payloads`); it is then embedded as it is.
+    ``payload`` is the encoded ``Struct`` the gate (:mod:`roomcast.gate`)
+    produced or checked: the gRPC shell reads requests through it
+    (:mod:`roomcast.rpc.payloads`, whose views of ``PublishRequest`` have
+    exactly these attributes), every other path encodes JSON with
+    :func:`~roomcast.gate.encode_json`. It is embedded in the event as it is.
     """
 
     @property
@@ -102,7 +108,7 @@ class PublishInput(Protocol):
     @property
     def event(self) -> str: ...
     @property
-    def payload(self) -> Struct | bytes: ...
+    def payload(self) -> bytes: ...
     @property
     def tenant_id(self) -> str: ...
     @property
@@ -159,6 +165,16 @@ def _time_field(accepted_ns: int) -> bytes:
     return field_bytes(EVENT_TIME, field_varint(1, seconds) + field_varint(2, nanos))
 
 
+def _caller(principal: Principal) -> tuple[str | None, str]:
+    """Whose reads in flight a principal's are: one user (or service) of one tenant."""
+    return (principal.tenant, principal.subject)
+
+
+def _signal_field(data: Mapping[str, Any]) -> str:
+    """What a refusal of a signal's data names: its one field (``position``), else payload."""
+    return next(iter(data)) if len(data) == 1 else "payload"
+
+
 def _retention(resolved: ResolvedRoom) -> Retention:
     return Retention(resolved.rule.history_size, resolved.rule.history_ttl)
 
@@ -188,6 +204,9 @@ class Node:
         self.security = SecurityWatch(settings)
         self.metrics = (Collector if settings.metrics else Idle)(settings.node_id)
         self.supervisor = Supervisor()
+        self.faults = Faults(log)
+        self.guard = MemoryGuard(settings.memory_limit_bytes or default_limit())
+        self.reads = ReadsInFlight(settings.max_reads_in_flight)
         self.draining = False
         # Set when the node closes: its background loops stop at the end of
         # a round even if a cancellation was lost. redis-py writes every
@@ -210,12 +229,62 @@ class Node:
             self.supervisor.spawn("presence", self._refresh_presence)
             await self.broker.listen(CONTROL.key)
         self.supervisor.spawn("sweep", self._sweep)
+        self.supervisor.spawn("memory", self._watch_memory)
 
     async def close(self) -> None:
         """Stop the background tasks and the broker."""
         self.closing = True
         await self.supervisor.close()
         await self.broker.close()
+
+    def fault(self, error: BaseException, where: str) -> str:
+        """Count and log an unexpected error (rate-limited); the reference for the client."""
+        self.metrics.counters.internal_errors += 1
+        return self.faults.record(error, where)
+
+    def check_memory(self, what: str) -> None:
+        """Refuse ``what`` (an expensive read) while the node is over its memory budget.
+
+        Raises:
+            Overloaded: counted in ``overloaded``.
+        """
+        try:
+            self.guard.check(what)
+        except Overloaded:
+            self.metrics.counters.overloaded += 1
+            raise
+
+    def admit_connection(self) -> None:
+        """Refuse a new WebSocket connection while the node is over its memory budget.
+
+        Raises:
+            ServerBusy: close code 1013; counted in ``overloaded``.
+        """
+        try:
+            self.guard.check_connection()
+        except Overloaded:
+            self.metrics.counters.overloaded += 1
+            raise
+
+    @contextmanager
+    def expensive_read(self, principal: Principal, what: str) -> Iterator[None]:
+        """Run a read whose reply is paged (history, replay, presence) under both bounds.
+
+        Raises:
+            Overloaded: the node is over its memory budget, or the caller
+                has too many reads in flight (counted in ``overloaded``).
+        """
+        self.check_memory(what)
+        caller = _caller(principal)
+        try:
+            self.reads.begin(caller)
+        except Overloaded:
+            self.metrics.counters.overloaded += 1
+            raise
+        try:
+            yield
+        finally:
+            self.reads.end(caller)
 
     def authenticate(self, token: str, *, remember: bool = True) -> Principal:
         """The principal of a bearer token (see :meth:`TokenVerifier.verify`)."""
@@ -269,11 +338,16 @@ class Node:
         *,
         connection_id: str = "",
         is_member: bool = False,
+        refused: Mapping[int, RoomcastError] | None = None,
     ) -> tuple[list[Draft], dict[int, RoomcastError]]:
         """Encode events (everything but their positions, which the broker adds).
 
         One loop for a batch's items, with what it reads per item bound to
         locals: per event this is most of a batch's Python work.
+
+        Args:
+            refused: items the gate refused already, by index: they are
+                skipped, and reported with the others refused here.
 
         Returns:
             The drafts in order, and the refused items by index.
@@ -285,16 +359,18 @@ class Node:
         # The call's own routes, by what varies between its items.
         routes: dict[tuple[str, str, str], _Route] = {}
         drafts: list[Draft] = []
-        refused: dict[int, RoomcastError] = {}
+        gated = refused or {}
+        refusals: dict[int, RoomcastError] = {}
         for index, item in enumerate(items):
+            if gated and index in gated:
+                refusals[index] = gated[index]
+                continue
             try:
                 where = (item.room, item.tenant_id, item.event)
                 route = routes.get(where)
                 if route is None:
                     route = routes[where] = self._route(principal, connection_id, is_member, *where)
                 payload = item.payload
-                if not isinstance(payload, bytes):
-                    payload = payload.SerializeToString()
                 if len(payload) > max_payload:
                     raise TooLarge(
                         f"payload: {len(payload)} bytes encoded; the limit is {max_payload}"
@@ -305,7 +381,7 @@ class Node:
                         f"idempotency_key: longer than {MAX_IDEMPOTENCY_KEY} characters"
                     )
             except RoomcastError as error:
-                refused[index] = error
+                refusals[index] = error
                 continue
             number += 1
             event_id = id_format % number
@@ -334,7 +410,7 @@ class Node:
                 )
             )
         self._last_id = number
-        return drafts, refused
+        return drafts, refusals
 
     def _next_id(self) -> str:
         self._last_id += 1
@@ -388,31 +464,49 @@ class Node:
         """Send a signal (presence, typing, cursor) to a room's WebSocket members.
 
         Signals travel like events but are never stored and never reach
-        Subscribe streams; the caller has checked the policy.
+        Subscribe streams; the caller has checked the policy. Their data
+        passes the gate like any payload.
+
+        Raises:
+            InvalidArgument: ``data`` does not pass the gate (a cursor
+                position nested too deep, say).
         """
+        payload = encode_json(data, field=_signal_field(data))
         sender = Sender(
             user_id=principal.subject, tenant_id=principal.tenant or "", connection_id=connection_id
         )
         room = resolved.room
-        payload = Struct()
-        payload.update(data)
         accepted_ns = time.time_ns()
-        body = Event(
-            room=room.name,
-            event=kind,
-            sender=sender,
-            tenant_id=room.tenant or "",
-            payload=payload,
-            id=self._next_id(),
-        ).SerializeToString() + _time_field(accepted_ns)
+        body = b"".join(
+            (
+                Event(
+                    room=room.name,
+                    event=kind,
+                    sender=sender,
+                    tenant_id=room.tenant or "",
+                    id=self._next_id(),
+                ).SerializeToString(),
+                field_bytes(_EVENT_PAYLOAD, payload),
+                _time_field(accepted_ns),
+            )
+        )
         await self.broker.publish(
             Draft(room, "", body, accepted_ns, _retention(resolved), skip_history=True, signal=True)
         )
 
     async def publish_batch(
-        self, principal: Principal, items: Sequence[PublishInput]
+        self,
+        principal: Principal,
+        items: Sequence[PublishInput],
+        refused: Mapping[int, RoomcastError] | None = None,
     ) -> list[Outcome]:
         """Publish many events; each item succeeds or fails on its own, in order.
+
+        Args:
+            principal: the caller.
+            items: the events.
+            refused: items the gate refused already, by index (their
+                refusals take their places in the outcomes).
 
         Returns:
             One outcome per item, except that a :class:`PublishedRun`
@@ -427,7 +521,7 @@ class Node:
                 f"events: {len(items)} items; the limit is {self.settings.max_batch_size} per batch"
             )
         # Every event of a call is accepted at the call's moment.
-        drafts, refused = self._drafts(principal, items, time.time_ns())
+        drafts, refusals = self._drafts(principal, items, time.time_ns(), refused=refused)
         outcomes: list[Outcome] = []
         for start in range(0, len(drafts), BATCH_CHUNK):
             if start:
@@ -438,11 +532,11 @@ class Node:
             outcomes += await self.broker.publish_many(drafts[start : start + BATCH_CHUNK])
             self.metrics.record_broker_publish(time.perf_counter() - started)
         self.metrics.counters.messages_in += len(drafts)
-        if not refused:
+        if not refusals:
             return outcomes
         # Refusals keep their places; the broker's answers fill the rest in order.
         published = iter(expand(outcomes))
-        return [refused[i] if i in refused else next(published) for i in range(len(items))]
+        return [refusals[i] if i in refusals else next(published) for i in range(len(items))]
 
     def _fan_out(self, publications: Sequence[Publication]) -> None:
         """Hand delivered events to local recipients, one room's run at a time.
@@ -463,7 +557,13 @@ class Node:
                 self._obey(run)
             else:
                 for recipient in recipients(room):
-                    recipient.deliver(run)
+                    try:
+                        recipient.deliver(run)
+                    except Exception as error:
+                        # A bug in one recipient must not cost the others
+                        # their events, nor the publisher its answer: the
+                        # event is stored already.
+                        self.fault(error, f"delivery to {recipient!r} in {room.name}")
             start = end
 
     # -- subscribing ---------------------------------------------------------
@@ -552,34 +652,112 @@ class Node:
         """The newest position of a room (an empty page)."""
         return await self.broker.read(resolved.room, None, 0, _retention(resolved))
 
-    async def replay(self, resolved: ResolvedRoom, since: Position) -> Page[bytes]:
+    async def replay(
+        self,
+        principal: Principal,
+        resolved: ResolvedRoom,
+        since: Position,
+        max_bytes: int,
+        limit: int = 0,
+    ) -> Page[bytes]:
         """Events after ``since`` for a resuming subscriber, or why they are lost.
 
         A lost position replays nothing: the page is empty with
         ``recovered=False``, and the subscriber reloads the room's state.
+        A page holds about ``max_bytes`` (at least one event); when ``more``
+        is set, the caller replays on from its last event.
+
+        Args:
+            principal: who resumes (its reads in flight are counted).
+            resolved: the room.
+            since: the last position the subscriber saw.
+            max_bytes: the page's budget.
+            limit: events at most (0: as many as the room keeps).
+
+        Raises:
+            Overloaded: the node is over its memory budget, or the caller
+                has too many reads in flight.
         """
         retention = _retention(resolved)
-        page = await self.broker.read(resolved.room, since, max(retention.size, 1), retention)
+        with self.expensive_read(principal, "replay"):
+            page = await read_page(
+                self.broker,
+                resolved.room,
+                retention,
+                since,
+                limit or max(retention.size, 1),
+                max_bytes,
+            )
         if not page.recovered:
             return Page((), page.top, False, page.reason)
         return page
 
+    async def replay_next(
+        self,
+        principal: Principal,
+        resolved: ResolvedRoom,
+        previous: Page[bytes],
+        until: Position,
+        max_bytes: int,
+    ) -> Page[bytes]:
+        """The replay's page after ``previous`` (whose ``more`` was set), up to ``until``.
+
+        ``until`` is the room's position when the replay began: what came
+        after it reaches the subscriber live. A page with ``recovered``
+        false means events were lost between two pages (the history moved
+        on); the subscriber reloads the room's state.
+        """
+        last = event_offset(previous.items[-1])
+        if last >= until.offset:
+            return Page((), until, True)
+        return await self.replay(
+            principal, resolved, Position(last, until.epoch), max_bytes, until.offset - last
+        )
+
     # -- reading -------------------------------------------------------------
 
     async def history(
-        self, principal: Principal, room: str, tenant_id: str, since: Position | None, limit: int
+        self,
+        principal: Principal,
+        room: str,
+        tenant_id: str,
+        since: Position | None,
+        limit: int,
+        max_bytes: int,
     ) -> Page[bytes]:
-        """Stored events of a room for a caller who may subscribe to it."""
+        """Stored events of a room for a caller who may subscribe to it.
+
+        Args:
+            principal: the caller.
+            room: the room's name.
+            tenant_id: the tenant a platform-level caller names.
+            since: the position to read after (None: the oldest held).
+            limit: events at most (0 or over 1,000: 1,000).
+            max_bytes: the page's budget (encoded events; at least one).
+
+        Raises:
+            Overloaded: the node is over its memory budget, or the caller
+                has too many reads in flight.
+        """
         resolved = self.policy.resolve(principal, room, tenant_id)
         self.policy.check(principal, resolved, Action.SUBSCRIBE)
         limit = MAX_HISTORY_PAGE if limit <= 0 else min(limit, MAX_HISTORY_PAGE)
-        return await self.broker.read(resolved.room, since, limit, _retention(resolved))
+        with self.expensive_read(principal, "history"):
+            return await read_page(
+                self.broker, resolved.room, _retention(resolved), since, limit, max_bytes
+            )
 
     async def members(self, principal: Principal, room: str, tenant_id: str) -> list[Member]:
-        """A room's members on every node, for a caller who may subscribe to it."""
+        """A room's members on every node, for a caller who may subscribe to it.
+
+        Raises:
+            Overloaded: the node is over its memory budget, or the caller
+                has too many reads in flight.
+        """
         resolved = self.policy.resolve(principal, room, tenant_id)
         self.policy.check(principal, resolved, Action.SUBSCRIBE)
-        return await self.room_members(resolved.room.key)
+        with self.expensive_read(principal, "presence"):
+            return await self.room_members(resolved.room.key)
 
     # -- presence shared with other nodes ---------------------------------------
 
@@ -677,10 +855,10 @@ class Node:
 
     async def command(self, kind: str, data: Mapping[str, Any]) -> None:
         """Tell every other node to do something (through the control room)."""
-        payload = Struct()
-        payload.update({**data, "origin": self.settings.node_id})
+        payload = encode_json({**data, "origin": self.settings.node_id})
         accepted_ns = time.time_ns()
-        body = Event(room=CONTROL.name, event=kind, payload=payload).SerializeToString()
+        body = Event(room=CONTROL.name, event=kind).SerializeToString()
+        body += field_bytes(_EVENT_PAYLOAD, payload)
         draft = Draft(CONTROL, "", body, accepted_ns, _CONTROL_RETENTION, skip_history=True)
         await self.broker.publish(draft)
 
@@ -699,6 +877,20 @@ class Node:
                     command.get("connection_id", ""),
                     command.get("reason", ""),
                 )
+
+    async def _watch_memory(self) -> None:
+        """Sample the resident size for the memory guard, until the node closes."""
+        guard = self.guard
+        while not self.closing:
+            if guard.observe(resident_bytes()):
+                log.warning(
+                    "memory %s budget: %d MiB resident, ceiling %d MiB%s",
+                    "over" if guard.over else "back under",
+                    guard.resident >> 20,
+                    guard.limit >> 20,
+                    "; refusing new connections and expensive reads" if guard.over else "",
+                )
+            await asyncio.sleep(self.settings.memory_check_interval)
 
     async def _sweep(self) -> None:
         sweep = getattr(self.broker, "sweep", None)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from google.protobuf.struct_pb2 import Struct
 
 from .activity import activity_payload
 from .auth import Principal, Role
 from .brokers import Published
 from .errors import BrokerError, Forbidden, InvalidArgument
+from .gate import encode_json
 from .history import Position
 from .metrics import Alert
 from .metrics.cluster import aggregate
@@ -105,6 +105,7 @@ class Operations:
             The rooms sorted by tenant and name, and whether the list was cut.
         """
         tenant = self._scope(principal, tenant_id, "listing rooms")
+        self.node.check_memory("listing rooms")
         every_tenant = principal.tenant is None and not tenant_id
         stats = {s.room.key: s for s in await self.node.broker.rooms()}
         rooms = {s.room.key: s.room for s in stats.values()}
@@ -281,5 +282,4 @@ class _Activity:
 
     def __init__(self, room: str, activity: Mapping[str, Any]) -> None:
         self.room = room
-        self.payload = Struct()
-        self.payload.update(activity)
+        self.payload = encode_json(activity)

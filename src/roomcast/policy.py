@@ -57,7 +57,7 @@ class Action(StrEnum):
 class Who(StrEnum):
     """The kinds of caller a rule can allow."""
 
-    SUPER_ADMIN = "super_admin"
+    SUPER_ADMIN = "super_admin"  # role super_admin, no tenant
     PLATFORM_SERVICE = "platform_service"  # role service, no tenant
     ANY_SERVICE = "any_service"  # role service, any tenant or none
     TENANT_SERVICE = "tenant_service"  # role service of the room's tenant
@@ -215,7 +215,9 @@ def _qualifies(who: Who, principal: Principal, resolved: ResolvedRoom, is_member
     same_tenant = tenant is not None and principal.tenant == tenant
     match who:
         case Who.SUPER_ADMIN:
-            return principal.is_super_admin
+            # Said here as well as in Principal.is_super_admin: a super_admin
+            # of a tenant must never pass for the platform's, whatever built it.
+            return principal.tenant is None and principal.has(Role.SUPER_ADMIN)
         case Who.PLATFORM_SERVICE:
             return principal.is_service and principal.tenant is None
         case Who.ANY_SERVICE:

@@ -7,12 +7,17 @@ frames read the members of a room here.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import NewType
 
+from .errors import InvalidArgument
 from .rooms import TenantId
 
-__all__ = ["ConnectionId", "Member", "Presence"]
+__all__ = ["MAX_TOKEN_LENGTH", "ConnectionId", "Member", "Presence", "members_page"]
+
+MAX_TOKEN_LENGTH = 128
 
 ConnectionId = NewType("ConnectionId", str)
 
@@ -157,3 +162,64 @@ class Presence:
     def room_keys(self) -> list[str]:
         """Rooms with at least one member."""
         return list(self._rooms)
+
+
+def _order(member: Member) -> tuple[float, str]:
+    return (member.joined_at, member.connection_id)
+
+
+def _after(token: str) -> tuple[float, str]:
+    """The place a page token stands for.
+
+    Raises:
+        InvalidArgument: not a token a presence page gave.
+    """
+    joined_at, _, connection_id = token.partition("/")
+    try:
+        if len(token) > MAX_TOKEN_LENGTH or not connection_id:
+            raise ValueError(token)
+        when = float(joined_at)
+        if not math.isfinite(when):
+            raise ValueError(token)
+    except ValueError as error:
+        raise InvalidArgument("page_token: not a token from an earlier presence page") from error
+    return (when, connection_id)
+
+
+def members_page(
+    members: Iterable[Member], page_token: str, max_bytes: int, size: Callable[[Member], int]
+) -> tuple[list[Member], str]:
+    """One page of a room's members, oldest first, about ``max_bytes`` of them.
+
+    Members are ordered by when they joined, then by connection id; a page
+    token names the last member of a page, so a page goes on where the last
+    one ended even if members came and went meanwhile.
+
+    Args:
+        members: the room's members, in any order.
+        page_token: "" for the first page, else the ``next`` of the last one.
+        max_bytes: the page's budget, as ``size`` measures members (at
+            least one member is given).
+        size: a member's size in the reply.
+
+    Returns:
+        The page, and the token of the page after it ("" when this is the last).
+
+    Raises:
+        InvalidArgument: a malformed page token.
+    """
+    start = _after(page_token) if page_token else None
+    ordered = sorted(
+        (m for m in members if start is None or _order(m) > start),
+        key=_order,
+    )
+    page: list[Member] = []
+    used = 0
+    for member in ordered:
+        cost = size(member)
+        if page and used + cost > max_bytes:
+            last = page[-1]
+            return page, f"{last.joined_at!r}/{last.connection_id}"
+        page.append(member)
+        used += cost
+    return page, ""

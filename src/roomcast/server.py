@@ -20,9 +20,9 @@ from .config import Settings
 from .errors import ConfigError
 from .node import Node
 from .policy import Policy
-from .rpc import AdminServicer, RealtimeServicer, add_realtime_service
+from .rpc import AdminServicer, RealtimeServicer, add_admin_service, add_realtime_service
 from .rpc.reflection import enable_reflection
-from .v1 import admin_pb2, admin_pb2_grpc, realtime_pb2
+from .v1 import admin_pb2, realtime_pb2
 
 __all__ = ["Endpoints", "build_verifier", "serve"]
 
@@ -139,7 +139,7 @@ async def serve(
     )
     realtime = RealtimeServicer(node)
     add_realtime_service(realtime, server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(node), server)
+    add_admin_service(AdminServicer(node), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     enable_reflection(

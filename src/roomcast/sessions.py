@@ -24,8 +24,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from google.protobuf.struct_pb2 import Struct
-
 from .auth import Principal, Role
 from .brokers import Publication, Published
 from .errors import (
@@ -92,8 +90,12 @@ class Joined:
         position: the room's newest position when it joined.
         recovered: False when the client's ``since`` could not be served.
         reason: why not, for the client.
-        missed: encoded events after ``since``, oldest first.
+        missed: encoded events after ``since``, oldest first: the first
+            page of them (see ``more``).
         members: the room's members (empty when the rule has presence off).
+        more: missed events follow ``missed`` (up to ``position``): the
+            join's budget did not hold them all.
+        resolved: the room as the policy resolved it (to read on).
     """
 
     room: Room
@@ -102,6 +104,8 @@ class Joined:
     reason: str = ""
     missed: Sequence[bytes] = ()
     members: Sequence[Member] = ()
+    more: bool = False
+    resolved: ResolvedRoom | None = None
 
 
 @dataclass(slots=True)
@@ -223,8 +227,17 @@ class Sessions:
 
     # -- rooms ---------------------------------------------------------------
 
-    async def join(self, connection_id: ConnectionId, name: str, since: Position | None) -> Joined:
+    async def join(
+        self, connection_id: ConnectionId, name: str, since: Position | None, max_bytes: int
+    ) -> Joined:
         """A client asks to join a room (the room policy's subscribe right).
+
+        Args:
+            connection_id: the client's connection.
+            name: the room.
+            since: the last position the client saw there, to get what it missed.
+            max_bytes: the budget of the missed events in the answer; the
+                rest is read on with :meth:`Node.replay` (``Joined.more``).
 
         Raises:
             RoomcastError: the name is bad, the policy refuses, or a limit is hit.
@@ -232,7 +245,7 @@ class Sessions:
         live = self._live[connection_id]
         resolved = self._node.policy.resolve(live.principal, name)
         self._node.policy.check(live.principal, resolved, Action.SUBSCRIBE)
-        return await self._enter(live, resolved, since)
+        return await self._enter(live, resolved, since, max_bytes)
 
     async def leave(self, connection_id: ConnectionId, name: str) -> Room:
         """A client leaves a room.
@@ -263,7 +276,9 @@ class Sessions:
             raise NotMember(f"room {name!r}: join it first")
         return entry
 
-    async def _enter(self, live: _Live, resolved: ResolvedRoom, since: Position | None) -> Joined:
+    async def _enter(
+        self, live: _Live, resolved: ResolvedRoom, since: Position | None, max_bytes: int = 0
+    ) -> Joined:
         node, room, rule = self._node, resolved.room, resolved.rule
         connection = live.connection
         fresh = room.key not in live.rooms
@@ -284,7 +299,11 @@ class Sessions:
                 await node.broker.listen(room.key)
             if fresh and rule.presence:
                 await self._announce(live, room, rule, PRESENCE_JOIN)
-            page = await (node.replay(resolved, since) if since else node.position(resolved))
+            page = await (
+                node.replay(live.principal, resolved, since, max_bytes)
+                if since
+                else node.position(resolved)
+            )
         except BaseException:
             # A failed first join is as if it never happened; a failed rejoin
             # leaves the connection in the room as it was.
@@ -297,7 +316,9 @@ class Sessions:
                     await node.broker.unlisten(room.key)
             raise
         members = (await node.room_members(room.key))[:MAX_PRESENCE_LISTED] if rule.presence else []
-        return Joined(room, page.top, page.recovered, page.reason, page.items, members)
+        return Joined(
+            room, page.top, page.recovered, page.reason, page.items, members, page.more, resolved
+        )
 
     async def _exit(self, live: _Live, room: Room, rule: RoomRule) -> None:
         node = self._node
@@ -322,9 +343,12 @@ class Sessions:
     # -- acting in rooms -----------------------------------------------------
 
     async def send(
-        self, connection_id: ConnectionId, event: str, payload: Struct, names: Sequence[str]
+        self, connection_id: ConnectionId, event: str, payload: bytes, names: Sequence[str]
     ) -> list[tuple[str, Published]]:
         """Publish a client's event to rooms it is in, as that client.
+
+        ``payload`` is the encoded ``Struct`` from the gate
+        (:func:`~roomcast.gate.encode_json`).
 
         Every room is checked before anything is published.
 
@@ -464,7 +488,7 @@ class _Message:
 
     room: str
     event: str
-    payload: Struct
+    payload: bytes
     tenant_id: str = ""
     skip_history: bool = False
     idempotency_key: str = ""

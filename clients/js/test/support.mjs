@@ -153,3 +153,56 @@ export function record(rc) {
 
 /** Test options: a timeout in units. @param {number} units */
 export const within = (units) => ({ timeout: units * UNIT * 1000 });
+
+/**
+ * A promise the test settles when it chooses: `open()` resolves it.
+ * @returns {{promise: Promise<void>, open: () => void}}
+ */
+export function deferred() {
+  /** @type {() => void} */
+  let open = () => {};
+  const promise = new Promise((resolve) => {
+    open = () => resolve(undefined);
+  });
+  return { promise, open };
+}
+
+/**
+ * A WebSocket implementation (the `ws` package's) that keeps every frame the
+ * server sends, parsed, in `frames`, and shows each to `onFrame` before the
+ * client sees it. `onFrame` may kill the socket (`terminate()`): the client
+ * still gets that frame, and none after it, as when the network dies there.
+ * @param {any[]} frames
+ * @param {(frame: any, socket: WebSocket) => void} [onFrame]
+ * @returns {any} pass it as the client's `WebSocket` option
+ */
+export function spying(frames, onFrame = () => {}) {
+  return class Spy extends WebSocket {
+    #dead = false;
+
+    /** @param {string} url */
+    constructor(url) {
+      super(url);
+      this.on("message", (data) => {
+        const frame = JSON.parse(String(data));
+        frames.push(frame);
+        onFrame(frame, this);
+      });
+    }
+
+    terminate() {
+      this.#dead = true;
+      super.terminate();
+    }
+
+    /**
+     * Frames already read from a killed socket are not handed on.
+     * @param {string | symbol} event
+     * @param {...any} args
+     */
+    emit(event, ...args) {
+      if (event === "message" && this.#dead) return false;
+      return super.emit(event, ...args);
+    }
+  };
+}

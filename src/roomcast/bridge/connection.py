@@ -10,7 +10,11 @@ system call, whatever the number of events.
 Each connection's unsent bytes are bounded: when the transport's buffer
 grows past the limit (a client that stopped reading), the connection is
 closed with 4100 and nothing more is queued for it, so one stalled reader
-can neither grow memory nor delay the other members.
+can neither grow memory nor delay the other members. A reply a client asked
+for (history, missed events, presence) is built only once there is room for
+it in that bound (:meth:`Connection.reply_budget`): a client that asks and
+does not read waits for its own bytes, then is closed as a slow consumer,
+without the server building anything more for it.
 
 Server frames are unmasked and, with compression off, the same for every
 connection — which is what makes the shared bytes possible (RFC 6455 5.1:
@@ -28,6 +32,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from ..brokers import Publication
+from ..errors import SlowConsumer
 from ..presence import ConnectionId
 from ..rooms import Room
 from ..sessions import Joined
@@ -92,15 +97,21 @@ class Connection:
         flusher: the node's flusher.
         limit_bytes: unsent bytes allowed before the connection is closed (4100).
         close: closes a connection with a code and a reason (without waiting).
+        reply_bytes: the most one reply may take (at most half of ``limit_bytes``).
+        drain_timeout: seconds a reply waits for room before the connection
+            is closed as a slow consumer.
     """
 
     __slots__ = (
         "_close",
+        "_drain_timeout",
         "_flusher",
         "_held",
+        "_held_bytes",
         "_limit",
         "_queue",
         "_queued",
+        "_reply_limit",
         "closing",
         "id",
         "typing",
@@ -114,16 +125,26 @@ class Connection:
         flusher: Flusher,
         limit_bytes: int,
         close: Callable[[Connection, int, str], None],
+        reply_bytes: int | None = None,
+        drain_timeout: float = 30.0,
     ) -> None:
         self.id = connection_id
         self.websocket = websocket
         self._flusher = flusher
         self._limit = limit_bytes
+        # A reply takes at most half the bound: the other half is for the
+        # events that go on arriving meanwhile.
+        self._reply_limit = min(reply_bytes or limit_bytes, limit_bytes // 2)
+        self._drain_timeout = drain_timeout
         self._close = close
         self._queue: list[bytes] = []
         self._queued = False
-        # Live events of rooms whose join is being answered, sent after the answer.
-        self._held: dict[str, list[Publication]] = {}
+        # Live events of rooms whose join is being answered, sent after the
+        # answer: (offset, frame) by room key. Their bytes count against the
+        # connection's bound like queued ones (a join answered in pages to a
+        # slow reader must not hold a busy room's events without end).
+        self._held: dict[str, list[tuple[int, bytes]]] = {}
+        self._held_bytes = 0
         self.closing = False
         # Rooms in which the client said it is typing, by key.
         self.typing: set[str] = set()
@@ -139,9 +160,14 @@ class Connection:
             if skip == own_id:
                 continue
             if held and publication.room.key in held:
-                held[publication.room.key].append(publication)
+                held[publication.room.key].append((publication.offset, frame))
+                self._held_bytes += len(frame)
                 continue
             queue.append(frame)
+        if self._held_bytes and self._held_bytes + self.pending_bytes() > self._limit:
+            self._drop_held()
+            self.disconnect(4100, "slow consumer: fell too far behind")
+            return
         if queue and not self._queued:
             self._queued = True
             self._flusher.mark(self)
@@ -149,18 +175,36 @@ class Connection:
     def hold(self, room_key: str) -> None:
         self._held.setdefault(room_key, [])
 
+    def holding(self, room_key: str) -> bool:
+        """Whether the room's live events are held (its join is being answered)."""
+        return room_key in self._held
+
     def release(self, room_key: str, after: int | None) -> None:
         """Send held events after offset ``after`` (offset-0 ones too); None drops them."""
         held = self._held.pop(room_key, [])
-        if after is not None and held:
-            self.deliver([p for p in held if p.offset == 0 or p.offset > after])
+        if not held:
+            return
+        self._held_bytes -= sum([len(frame) for _, frame in held])
+        if after is not None and not self.closing:
+            self._queue += [frame for offset, frame in held if offset == 0 or offset > after]
+            if self._queue and not self._queued:
+                self._queued = True
+                self._flusher.mark(self)
+
+    def _drop_held(self) -> None:
+        self._held.clear()
+        self._held_bytes = 0
 
     def joined(self, joined: Joined, id_: FrameId = None) -> None:
+        """Answer a join that has no missed events to page (a backend's JoinRoom)."""
         # Rooms are shown by name: a room's name never carries its tenant.
-        self.send(room_joined_frame(joined, joined.room.name), id_)
+        frame, _ = room_joined_frame(joined, joined.room.name, self._reply_limit)
+        self.send(frame, id_)
         self.release(joined.room.key, joined.position.offset)
 
     def left(self, room: Room, id_: FrameId = None) -> None:
+        # A join being answered in pages ends here: its held events are dropped.
+        self.release(room.key, None)
         self.typing.discard(room.key)
         self.send({"type": "room_left", "room": room.name}, id_)
 
@@ -176,6 +220,46 @@ class Connection:
         if not self._queued:
             self._queued = True
             self._flusher.mark(self)
+
+    def pending_bytes(self) -> int:
+        """Bytes queued or in the transport's buffer, not yet sent."""
+        transport = self.websocket.transport
+        buffered = 0 if transport.is_closing() else transport.get_write_buffer_size()
+        return buffered + sum([len(frame) for frame in self._queue])
+
+    async def reply_budget(self) -> int:
+        """Bytes the next reply may take, once the connection has room for them.
+
+        While the unsent bytes and a full reply would pass the bound, wait
+        for the client to read (the transport's buffer to drain). Meanwhile
+        this connection's frames are not read: the client is slowed down,
+        not served ahead of what it reads.
+
+        Raises:
+            SlowConsumer: no room within the drain timeout; the connection
+                is being closed with 4100.
+            ConnectionClosed: the connection closed meanwhile.
+        """
+        budget = self._reply_limit
+        if self.pending_bytes() + budget <= self._limit:
+            return budget
+        self.flush()
+        try:
+            async with asyncio.timeout(self._drain_timeout):
+                while self.pending_bytes() + budget > self._limit:
+                    if self.closing:
+                        raise SlowConsumer("connection closing")
+                    # Returns once the transport's buffer is under its low
+                    # water mark (websockets sets the limits, 32 KiB high).
+                    await self.websocket.drain()
+                    await asyncio.sleep(0)
+        except TimeoutError:
+            self._drop_held()
+            self.disconnect(4100, "slow consumer: did not read the replies it asked for")
+            raise SlowConsumer(
+                f"no room for a reply within {self._drain_timeout:g} seconds"
+            ) from None
+        return budget
 
     def flush(self) -> int:
         """Write what is queued in one write.
@@ -196,7 +280,7 @@ class Connection:
         transport.write(queue[0] if count == 1 else b"".join(queue))
         queue.clear()
         if transport.get_write_buffer_size() > self._limit:
-            self._held.clear()
+            self._drop_held()
             self.disconnect(4100, "slow consumer: fell too far behind")
         return count
 

@@ -8,6 +8,12 @@ in the tests.
 
 Events and signals are encoded once per publication (:func:`encode_publication`)
 and the same bytes go to every connection.
+
+Replies that carry events or members (``history``, ``room_joined``,
+``missed``, ``presence``) are built against a byte budget: each event is
+encoded on its own and added while the reply fits (at least one, however
+large), and the reply says whether more follow. Nothing beyond the budget
+is encoded.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from google.protobuf.struct_pb2 import ListValue, Struct
 
 from ..brokers import Publication
 from ..errors import InvalidArgument, RoomcastError, UnknownType
-from ..history import Position
+from ..history import Page, Position
 from ..presence import Member
 from ..sessions import Joined
 from ..v1.event_pb2 import Event, Sender
@@ -48,8 +54,11 @@ __all__ = [
     "event_json",
     "frame_id",
     "history_frame",
+    "member_size",
     "members_json",
+    "missed_frame",
     "parse",
+    "presence_frame",
     "room_joined_frame",
 ]
 
@@ -57,6 +66,7 @@ FrameId = str | int | None
 MAX_ID_LENGTH = 64
 MAX_HISTORY_LIMIT = 1_000
 DEFAULT_HISTORY_LIMIT = 100
+MAX_PAGE_TOKEN = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +124,10 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class PresenceQuery:
-    """``presence``: who is in a room."""
+    """``presence``: who is in a room (a page of them)."""
 
     room: str
+    page_token: str = ""
     id: FrameId = None
 
 
@@ -205,6 +216,15 @@ def _since(data: Mapping[str, Any]) -> Position | None:
     return Position(offset, epoch)
 
 
+def _page_token(data: Mapping[str, Any]) -> str:
+    value = data.get("page_token", "")
+    if not isinstance(value, str) or len(value) > MAX_PAGE_TOKEN:
+        raise InvalidArgument(
+            f"page_token: must be the string a presence reply gave (at most {MAX_PAGE_TOKEN})"
+        )
+    return value
+
+
 def _check_id(data: Mapping[str, Any]) -> FrameId:
     if "id" in data and frame_id(data) is None:
         raise InvalidArgument(
@@ -265,7 +285,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], FrameId], ClientFrame]] = {
     "send_message": _parse_send,
     "typing": _parse_typing,
     "cursor": lambda data, id_: Cursor(_text(data, "room"), _object(data, "position"), id_),
-    "presence": lambda data, id_: PresenceQuery(_text(data, "room"), id_),
+    "presence": lambda data, id_: PresenceQuery(_text(data, "room"), _page_token(data), id_),
     "history": _parse_history,
     "ping": lambda data, id_: Ping(id_),
 }
@@ -365,38 +385,106 @@ def members_json(members: Iterable[Member]) -> list[dict[str, Any]]:
     ]
 
 
-def room_joined_frame(joined: Joined, name: str, id_: FrameId = None) -> dict[str, Any]:
-    """``room_joined``: the room's position, its members, and what was missed."""
-    return _with_id(
-        {
-            "type": "room_joined",
-            "room": name,
-            "offset": joined.position.offset,
-            "epoch": joined.position.epoch,
-            "presence": members_json(joined.members),
-            "recovered": joined.recovered,
-            **({"reason": joined.reason} if joined.reason else {}),
-            "missed": [event_json(Event.FromString(data)) for data in joined.missed],
-        },
-        id_,
-    )
+def _events_within(events: Sequence[bytes], max_bytes: int) -> list[orjson.Fragment]:
+    """The first of ``events`` as JSON that fit in ``max_bytes`` (at least one)."""
+    fragments: list[orjson.Fragment] = []
+    used = 0
+    for data in events:
+        text = orjson.dumps(event_json(Event.FromString(data)))
+        used += len(text) + 1  # and a comma
+        if fragments and used > max_bytes:
+            break
+        fragments.append(orjson.Fragment(text))
+    return fragments
 
 
-def history_frame(
-    name: str, events: Sequence[bytes], position: Position, recovered: bool, id_: FrameId
-) -> dict[str, Any]:
-    """``history``: stored events of a room, oldest first."""
+def room_joined_frame(
+    joined: Joined, name: str, max_bytes: int, id_: FrameId = None
+) -> tuple[dict[str, Any], int]:
+    """``room_joined``: the room's position, its members, and what was missed.
+
+    Args:
+        joined: the join.
+        name: the room's name as the client gave it.
+        max_bytes: the reply's budget; missed events that do not fit follow
+            in ``missed`` frames (``more``).
+        id_: the request's id.
+
+    Returns:
+        The frame, and how many of ``joined.missed`` it carries.
+    """
+    presence = members_json(joined.members)
+    room = {
+        "type": "room_joined",
+        "room": name,
+        "offset": joined.position.offset,
+        "epoch": joined.position.epoch,
+        "presence": presence,
+        "recovered": joined.recovered,
+    }
+    # Members are at most MAX_PRESENCE_LISTED: counted against the budget, not cut.
+    used = len(encode(room))
+    missed = _events_within(joined.missed, max(max_bytes - used, 0)) if joined.missed else []
+    frame = {
+        **room,
+        **({"reason": joined.reason} if joined.reason else {}),
+        "missed": missed,
+        "more": joined.more or len(missed) < len(joined.missed),
+    }
+    return _with_id(frame, id_), len(missed)
+
+
+def missed_frame(
+    name: str, events: Sequence[bytes], more: bool, recovered: bool, reason: str, max_bytes: int
+) -> tuple[dict[str, Any], int]:
+    """``missed``: more of the events a join missed, after ``room_joined`` said ``more``.
+
+    Returns:
+        The frame, and how many of ``events`` it carries.
+    """
+    fragments = _events_within(events, max_bytes)
+    frame: dict[str, Any] = {
+        "type": "missed",
+        "room": name,
+        "events": fragments,
+        "more": more or len(fragments) < len(events),
+        "recovered": recovered,
+    }
+    if reason:
+        frame["reason"] = reason
+    return frame, len(fragments)
+
+
+def history_frame(name: str, page: Page[bytes], max_bytes: int, id_: FrameId) -> dict[str, Any]:
+    """``history``: stored events of a room, oldest first, about ``max_bytes`` of them."""
+    events = _events_within(page.items, max_bytes)
     return _with_id(
         {
             "type": "history",
             "room": name,
-            "events": [event_json(Event.FromString(data)) for data in events],
-            "offset": position.offset,
-            "epoch": position.epoch,
-            "recovered": recovered,
+            "events": events,
+            "offset": page.top.offset,
+            "epoch": page.top.epoch,
+            "recovered": page.recovered,
+            "more": page.more or len(events) < len(page.items),
         },
         id_,
     )
+
+
+def member_size(member: Member) -> int:
+    """A member's bytes in a ``presence`` frame."""
+    return len(encode(members_json((member,))[0])) + 1
+
+
+def presence_frame(
+    name: str, members: Sequence[Member], next_page_token: str, id_: FrameId
+) -> dict[str, Any]:
+    """``presence``: a page of a room's members (the next page's token, if any)."""
+    frame: dict[str, Any] = {"type": "presence", "room": name, "members": members_json(members)}
+    if next_page_token:
+        frame["next_page_token"] = next_page_token
+    return _with_id(frame, id_)
 
 
 def confirmed_frame(

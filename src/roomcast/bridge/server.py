@@ -32,6 +32,7 @@ from ..errors import (
     ConfigError,
     ConnectionLimit,
     RoomcastError,
+    ServerBusy,
     TokenExpired,
     Unauthenticated,
     Unavailable,
@@ -159,11 +160,12 @@ class Bridge:
     async def _handle(self, websocket: ServerConnection) -> None:
         address = self._client_address(websocket)
         try:
+            self.node.admit_connection()
             principal = await self._authenticate(websocket, address)
             if self.node.draining:
                 raise Unavailable("server restarting; reconnect")
             self.node.sessions.admit(principal)
-        except (Unauthenticated, ConnectionLimit, Unavailable) as error:
+        except (Unauthenticated, ConnectionLimit, Unavailable, ServerBusy) as error:
             await websocket.close(error.close_code or 4001, close_reason(error.message))
             return
         except ConnectionClosed:
@@ -179,6 +181,8 @@ class Bridge:
             self.flusher,
             self.settings.ws_send_buffer_bytes,
             self._close,
+            self.settings.ws_max_reply_bytes,
+            self.settings.ws_drain_timeout,
         )
         session = ClientSession(self.node, connection, principal, self.cursors, self._later)
         watch: ExpiryWatch[ClientSession] | None = None
@@ -289,8 +293,9 @@ class Bridge:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("bridge task failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.node.fault(error, "bridge task")
 
     def _count_written(self, frames: int, accepted_ns: list[int]) -> None:
         metrics = self.node.metrics

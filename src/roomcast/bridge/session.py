@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from google.protobuf.struct_pb2 import Struct
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..auth import Principal
-from ..errors import Abuse, InvalidArgument, LimitExceeded, RoomcastError, Unauthenticated
+from ..errors import Abuse, LimitExceeded, RoomcastError, Unauthenticated
+from ..gate import check_json, encode_json
+from ..history import Page
 from ..node import Node
+from ..presence import members_page
 from ..rooms import TenantId
-from ..sessions import CURSOR, TYPING
+from ..sessions import CURSOR, TYPING, Joined
 from .connection import Connection
 from .frames import (
     Auth,
@@ -43,8 +44,11 @@ from .frames import (
     error_frame,
     frame_id,
     history_frame,
-    members_json,
+    member_size,
+    missed_frame,
     parse,
+    presence_frame,
+    room_joined_frame,
 )
 from .limits import CursorThrottle, TokenBucket
 
@@ -131,9 +135,8 @@ class ClientSession:
                 return False
         except ConnectionClosed:
             return False
-        except Exception:
-            reference = secrets.token_hex(4)
-            log.exception("frame failed on connection %s (ref %s)", self.connection.id, reference)
+        except Exception as error:
+            reference = self.node.fault(error, f"frame on connection {self.connection.id}")
             self.connection.send(
                 error_frame(RoomcastError(f"internal error (ref {reference})"), id_)
             )
@@ -174,11 +177,12 @@ class ClientSession:
         sessions, cid = node.sessions, connection.id
         match frame:
             case JoinRoom(room, since, id_):
-                connection.joined(await sessions.join(cid, room, since), id_)
+                budget = await connection.reply_budget()
+                await self._answer_join(await sessions.join(cid, room, since, budget), budget, id_)
             case LeaveRoom(room, id_):
                 connection.left(await sessions.leave(cid, room), id_)
             case SendMessage(event, payload, rooms, id_):
-                results = await sessions.send(cid, event, struct_payload(payload), rooms)
+                results = await sessions.send(cid, event, encode_json(payload), rooms)
                 connection.send(
                     {"type": "message_sent", "offsets": {n: r.offset for n, r in results}}, id_
                 )
@@ -189,18 +193,54 @@ class ClientSession:
                     (connection.typing.add if state else connection.typing.discard)(key)
             case Cursor(room, position, _):
                 await self._cursor(room, position)
-            case PresenceQuery(room, id_):
+            case PresenceQuery(room, page_token, id_):
+                budget = await connection.reply_budget()
                 members = await node.members(self.principal, room, "")
-                connection.send(
-                    {"type": "presence", "room": room, "members": members_json(members)}, id_
-                )
+                listed, following = members_page(members, page_token, budget, member_size)
+                connection.send(presence_frame(room, listed, following, id_))
             case HistoryQuery(room, since, limit, id_):
-                page = await node.history(self.principal, room, "", since, limit)
-                connection.send(history_frame(room, page.items, page.top, page.recovered, id_))
+                budget = await connection.reply_budget()
+                page = await node.history(self.principal, room, "", since, limit, budget)
+                connection.send(history_frame(room, page, budget, id_))
             case Ping(id_):
                 connection.send({"type": "pong"}, id_)
             case Auth(token, id_):
                 self._refresh(token, id_)
+
+    async def _answer_join(self, joined: Joined, budget: int, id_: FrameId) -> None:
+        """``room_joined``, then the missed events that did not fit in it, then live events.
+
+        Live events of the room are held until the missed ones are out, so
+        the client sees the room's events in order and none twice: missed
+        ones up to the room's position when it joined, live ones after.
+        """
+        connection, name, key = self.connection, joined.room.name, joined.room.key
+        frame, sent = room_joined_frame(joined, name, budget, id_)
+        connection.send(frame)
+        page = Page(joined.missed[:sent], joined.position, True, more=frame["more"])
+        try:
+            while page.more and joined.resolved is not None:
+                budget = await connection.reply_budget()
+                try:
+                    page = await self.node.replay_next(
+                        self.principal, joined.resolved, page, joined.position, budget
+                    )
+                except RoomcastError as error:
+                    if error.close_code is not None:
+                        raise
+                    # The rest cannot be read now (overloaded, say): the
+                    # client must reload the room's state, as for a lost position.
+                    page = Page((), joined.position, False, error.message)
+                if not connection.holding(key):
+                    break  # a backend's LeaveRoom meanwhile: room_left ended the join
+
+                frame, sent = missed_frame(
+                    name, page.items, page.more, page.recovered, page.reason, budget
+                )
+                connection.send(frame)
+                page = Page(page.items[:sent], joined.position, True, more=frame["more"])
+        finally:
+            connection.release(key, joined.position.offset)
 
     def _refresh(self, token: str, id_: FrameId) -> None:
         """A fresh token for the same identity extends the session."""
@@ -218,6 +258,9 @@ class ClientSession:
 
     async def _cursor(self, room: str, position: Mapping[str, Any]) -> None:
         sessions, cid = self.node.sessions, self.connection.id
+        # Through the gate now, not when a coalesced update goes out later:
+        # a refusal must reach the client that sent it.
+        check_json(position, field="position", levels=2)
         key = sessions.check_signal(cid, room).key
         cursor_key = (self.principal.tenant, self.principal.subject, key)
         when = self._cursors.offer(cursor_key, (self, room, position), time.monotonic())
@@ -245,17 +288,3 @@ async def _discard_incoming(websocket: ServerConnection) -> None:
     with contextlib.suppress(ConnectionClosed):
         async for _ in websocket:
             pass
-
-
-def struct_payload(payload: Mapping[str, Any]) -> Struct:
-    """A client's JSON object as a Struct.
-
-    Raises:
-        InvalidArgument: the object holds what a Struct cannot (it cannot, from JSON).
-    """
-    struct = Struct()
-    try:
-        struct.update(payload)
-    except (ValueError, TypeError) as error:
-        raise InvalidArgument("payload: must be a JSON object") from error
-    return struct

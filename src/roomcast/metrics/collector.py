@@ -45,6 +45,10 @@ class Counters:
     abuse_closes: int = 0
     auth_failures: int = 0
     activities: int = 0
+    # Unexpected errors (each logged, rate-limited: roomcast.faults).
+    internal_errors: int = 0
+    # Expensive reads and connections refused by the memory guard.
+    overloaded: int = 0
 
 
 @dataclass(frozen=True, slots=True)

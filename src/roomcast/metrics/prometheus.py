@@ -97,6 +97,12 @@ class _Families(PrometheusCollector):
             ("abuse_closes", "Connections closed for sustained abuse.", counters.abuse_closes),
             ("auth_failures", "Failed authentications.", counters.auth_failures),
             ("activities", "Activity reports (TrackActivity).", counters.activities),
+            ("internal_errors", "Unexpected server errors.", counters.internal_errors),
+            (
+                "overloaded",
+                "Reads and connections refused over the memory budget.",
+                counters.overloaded,
+            ),
         ):
             yield counter(name, text, value)
         calls = CounterMetricFamily(

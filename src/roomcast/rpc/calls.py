@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -109,10 +108,9 @@ def handle_errors(method: Method) -> Method:
         except asyncio.CancelledError:
             metrics.record_call(name, grpc.StatusCode.CANCELLED.name)
             raise
-        except Exception:
+        except Exception as error:
             metrics.record_call(name, grpc.StatusCode.INTERNAL.name)
-            reference = secrets.token_hex(4)
-            log.exception("unexpected error in %s (ref %s)", name, reference)
+            reference = self.node.fault(error, name)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error (ref {reference})")
         metrics.record_call(name, grpc.StatusCode.OK.name)
         return result

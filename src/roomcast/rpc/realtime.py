@@ -9,8 +9,9 @@ from typing import Any
 
 import grpc
 
+from ..auth import Principal
 from ..brokers import subscribe_frame
-from ..errors import SlowConsumer, Unavailable
+from ..errors import SlowConsumer, TooLarge, Unavailable
 from ..node import Node
 from ..v1 import realtime_pb2, realtime_pb2_grpc
 from .calls import authenticate, decoding, handle_errors
@@ -21,7 +22,7 @@ from .convert import (
     position_to_pb,
     published_to_pb,
 )
-from .payloads import parse_publish_batch
+from .payloads import CheckedBatch, read_publish, read_publish_batch
 from .stream import StreamRecipient
 
 __all__ = ["RealtimeServicer", "add_realtime_service"]
@@ -39,20 +40,26 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         self.streams: set[StreamRecipient] = set()
 
     @handle_errors
-    async def Publish(  # noqa: N802 (gRPC method names)
-        self, request: realtime_pb2.PublishRequest, context: Context
+    async def Publish(  # type: ignore[override]  # noqa: N802 (gRPC method names)
+        self, request: CheckedBatch, context: Context
     ) -> realtime_pb2.PublishResponse:
+        # The request is a PublishRequest read through the gate as a batch
+        # of one, its payload encoded (rpc/payloads.py).
         principal = authenticate(self.node, context)
-        return published_to_pb(await self.node.publish(principal, request))
+        if request.refused:
+            raise request.refused[0]
+        return published_to_pb(await self.node.publish(principal, request.events[0]))
 
     @handle_errors
     async def PublishBatch(  # type: ignore[override]  # noqa: N802
-        self, request: Any, context: Context
+        self, request: CheckedBatch, context: Context
     ) -> bytes:
-        # The request is PublishBatchRequest read with its payloads encoded
-        # (rpc/payloads.py); the response goes out encoded (batch_response).
+        # The request is PublishBatchRequest read through the gate with its
+        # payloads encoded (rpc/payloads.py); the response goes out encoded
+        # (batch_response).
         principal = authenticate(self.node, context)
-        return batch_response(await self.node.publish_batch(principal, request.events))
+        outcomes = await self.node.publish_batch(principal, request.events, request.refused)
+        return batch_response(outcomes)
 
     @handle_errors
     async def Subscribe(  # type: ignore[override]  # noqa: N802
@@ -63,13 +70,18 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
         principal = authenticate(self.node, context)
         settings = self.node.settings
         recipient = StreamRecipient(settings.subscriber_buffer_bytes)
+        if len(request.since) > settings.max_subscribe_since:
+            raise TooLarge(
+                f"since: {len(request.since)} rooms given; "
+                f"the limit is {settings.max_subscribe_since}"
+            )
         since = {name: position_from_pb(position) for name, position in request.since.items()}
         subscription = await self.node.subscribe(
             principal, recipient, list(request.rooms), since, request.tenant_id
         )
         self.streams.add(recipient)
         try:
-            floors = await self._resume(subscription.resume, context)
+            floors = await self._resume(principal, subscription.resume, context)
             await context.write(
                 realtime_pb2.SubscribeResponse(
                     subscribed=realtime_pb2.Subscribed(rooms=list(request.rooms))
@@ -96,24 +108,38 @@ class RealtimeServicer(realtime_pb2_grpc.RealtimeServiceServicer):
             )
         raise Unavailable("server is shutting down; resubscribe with since to resume")
 
-    async def _resume(self, resume: list[Any], context: Context) -> dict[str, int]:
-        """Replay history for the rooms of ``since``; the offsets replayed up to."""
+    async def _resume(
+        self, principal: Principal, resume: list[Any], context: Context
+    ) -> dict[str, int]:
+        """Replay history for the rooms of ``since``; the offsets replayed up to.
+
+        Each room is replayed in pages of about ``max_frame_bytes``, one
+        message each, read only when the last was written: a stream whose
+        reader stalls holds one page, not the room's history.
+        """
+        node, budget = self.node, self.node.settings.max_frame_bytes
         floors: dict[str, int] = {}
         for name, resolved, position in resume:
-            page = await self.node.replay(resolved, position)
-            frames = [subscribe_frame(data) for data in page.items]
-            for start in range(0, len(frames), 256):
-                await context.write(b"".join(frames[start : start + 256]))
-            if page.recovered:
-                floors[resolved.room.key] = page.top.offset
+            page = await node.replay(principal, resolved, position, budget)
+            top, recovered, reason = page.top, page.recovered, page.reason
+            while page.items:
+                await context.write(b"".join([subscribe_frame(data) for data in page.items]))
+                if not page.more:
+                    break
+                page = await node.replay_next(principal, resolved, page, top, budget)
+                if not page.recovered:
+                    recovered, reason = False, page.reason
+                    break
+            if recovered:
+                floors[resolved.room.key] = top.offset
             await context.write(
                 realtime_pb2.SubscribeResponse(
                     recovery=realtime_pb2.Recovery(
                         room=name,
                         tenant_id=resolved.room.tenant or "",
-                        recovered=page.recovered,
-                        position=position_to_pb(page.top),
-                        reason=page.reason,
+                        recovered=recovered,
+                        position=position_to_pb(top),
+                        reason=reason,
                     )
                 ).SerializeToString()
             )
@@ -203,12 +229,12 @@ def add_realtime_service(servicer: RealtimeServicer, server: grpc.aio.Server) ->
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Publish": grpc.unary_unary_rpc_method_handler(
             servicer.Publish,
-            request_deserializer=decoding(pb.PublishRequest.FromString, "PublishRequest"),
+            request_deserializer=decoding(read_publish, "PublishRequest"),
             response_serializer=pb.PublishResponse.SerializeToString,
         ),
         "PublishBatch": grpc.unary_unary_rpc_method_handler(
             servicer.PublishBatch,
-            request_deserializer=decoding(parse_publish_batch, "PublishBatchRequest"),
+            request_deserializer=decoding(read_publish_batch, "PublishBatchRequest"),
             response_serializer=_encoded,
         ),
         "Subscribe": grpc.unary_stream_rpc_method_handler(

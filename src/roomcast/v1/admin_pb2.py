@@ -27,17 +27,17 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from roomcast.v1 import event_pb2 as roomcast_dot_v1_dot_event__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17roomcast/v1/admin.proto\x12\x0broomcast.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17roomcast/v1/event.proto\"5\n\x10ListRoomsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"L\n\x11ListRoomsResponse\x12$\n\x05rooms\x18\x01 \x03(\x0b\x32\x15.roomcast.v1.RoomInfo\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"\x96\x01\n\x08RoomInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x01(\r\x12\x13\n\x0bsubscribers\x18\x04 \x01(\r\x12-\n\x08position\x18\x05 \x01(\x0b\x32\x1b.roomcast.v1.StreamPosition\x12\x14\n\x0chistory_size\x18\x06 \x01(\r\"5\n\x12GetPresenceRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"B\n\x13GetPresenceResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.roomcast.v1.PresenceEntry\"y\n\rPresenceEntry\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12-\n\tjoined_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x11GetHistoryRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12*\n\x05since\x18\x03 \x01(\x0b\x32\x1b.roomcast.v1.StreamPosition\x12\r\n\x05limit\x18\x04 \x01(\r\"z\n\x12GetHistoryResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.roomcast.v1.Event\x12-\n\x08position\x18\x02 \x01(\x0b\x32\x1b.roomcast.v1.StreamPosition\x12\x11\n\trecovered\x18\x03 \x01(\x08\"%\n\x10GetAlertsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"[\n\x11GetAlertsResponse\x12\"\n\x06\x66iring\x18\x01 \x03(\x0b\x32\x12.roomcast.v1.Alert\x12\"\n\x06recent\x18\x02 \x03(\x0b\x32\x12.roomcast.v1.Alert\"\xaf\x02\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12,\n\x08severity\x18\x03 \x01(\x0e\x32\x1a.roomcast.v1.AlertSeverity\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.roomcast.v1.AlertState\x12\r\n\x05value\x18\x05 \x01(\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttenant_id\x18\t \x01(\t\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0f\n\x07node_id\x18\x0b \x01(\t\",\n\x12\x43learAlertsRequest\x12\x16\n\x0einclude_firing\x18\x01 \x01(\x08\"&\n\x13\x43learAlertsResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\r\"\xb0\x01\n\x14TrackActivityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x12\n\nuser_agent\x18\x06 \x01(\t\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"3\n\x15TrackActivityResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"b\n\x15\x44isconnectUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"-\n\x16\x44isconnectUserResponse\x12\x13\n\x0b\x63onnections\x18\x01 \x01(\r*h\n\rAlertSeverity\x12\x1e\n\x1a\x41LERT_SEVERITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41LERT_SEVERITY_WARNING\x10\x01\x12\x1b\n\x17\x41LERT_SEVERITY_CRITICAL\x10\x02*[\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x02\x32\xcc\x04\n\x0c\x41\x64minService\x12J\n\tListRooms\x12\x1d.roomcast.v1.ListRoomsRequest\x1a\x1e.roomcast.v1.ListRoomsResponse\x12P\n\x0bGetPresence\x12\x1f.roomcast.v1.GetPresenceRequest\x1a .roomcast.v1.GetPresenceResponse\x12M\n\nGetHistory\x12\x1e.roomcast.v1.GetHistoryRequest\x1a\x1f.roomcast.v1.GetHistoryResponse\x12J\n\tGetAlerts\x12\x1d.roomcast.v1.GetAlertsRequest\x1a\x1e.roomcast.v1.GetAlertsResponse\x12P\n\x0b\x43learAlerts\x12\x1f.roomcast.v1.ClearAlertsRequest\x1a .roomcast.v1.ClearAlertsResponse\x12V\n\rTrackActivity\x12!.roomcast.v1.TrackActivityRequest\x1a\".roomcast.v1.TrackActivityResponse\x12Y\n\x0e\x44isconnectUser\x12\".roomcast.v1.DisconnectUserRequest\x1a#.roomcast.v1.DisconnectUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17roomcast/v1/admin.proto\x12\x0broomcast.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17roomcast/v1/event.proto\"5\n\x10ListRoomsRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"L\n\x11ListRoomsResponse\x12$\n\x05rooms\x18\x01 \x03(\x0b\x32\x15.roomcast.v1.RoomInfo\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"\x96\x01\n\x08RoomInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0f\n\x07members\x18\x03 \x01(\r\x12\x13\n\x0bsubscribers\x18\x04 \x01(\r\x12-\n\x08position\x18\x05 \x01(\x0b\x32\x1b.roomcast.v1.StreamPosition\x12\x14\n\x0chistory_size\x18\x06 \x01(\r\"I\n\x12GetPresenceRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x12\n\npage_token\x18\x03 \x01(\t\"[\n\x13GetPresenceResponse\x12+\n\x07members\x18\x01 \x03(\x0b\x32\x1a.roomcast.v1.PresenceEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\rPresenceEntry\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12-\n\tjoined_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"o\n\x11GetHistoryRequest\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12*\n\x05since\x18\x03 \x01(\x0b\x32\x1b.roomcast.v1.StreamPosition\x12\r\n\x05limit\x18\x04 \x01(\r\"\x88\x01\n\x12GetHistoryResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.roomcast.v1.Event\x12-\n\x08position\x18\x02 \x01(\x0b\x32\x1b.roomcast.v1.StreamPosition\x12\x11\n\trecovered\x18\x03 \x01(\x08\x12\x0c\n\x04more\x18\x04 \x01(\x08\"%\n\x10GetAlertsRequest\x12\x11\n\ttenant_id\x18\x01 \x01(\t\"[\n\x11GetAlertsResponse\x12\"\n\x06\x66iring\x18\x01 \x03(\x0b\x32\x12.roomcast.v1.Alert\x12\"\n\x06recent\x18\x02 \x03(\x0b\x32\x12.roomcast.v1.Alert\"\xaf\x02\n\x05\x41lert\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12,\n\x08severity\x18\x03 \x01(\x0e\x32\x1a.roomcast.v1.AlertSeverity\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.roomcast.v1.AlertState\x12\r\n\x05value\x18\x05 \x01(\x01\x12\x11\n\tthreshold\x18\x06 \x01(\x01\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bresolved_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\ttenant_id\x18\t \x01(\t\x12\x0f\n\x07message\x18\n \x01(\t\x12\x0f\n\x07node_id\x18\x0b \x01(\t\",\n\x12\x43learAlertsRequest\x12\x16\n\x0einclude_firing\x18\x01 \x01(\x08\"&\n\x13\x43learAlertsResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\r\"\xb0\x01\n\x14TrackActivityRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x12\n\nip_address\x18\x05 \x01(\t\x12\x12\n\nuser_agent\x18\x06 \x01(\t\x12(\n\x07\x64\x65tails\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"3\n\x15TrackActivityResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\"b\n\x15\x44isconnectUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"-\n\x16\x44isconnectUserResponse\x12\x13\n\x0b\x63onnections\x18\x01 \x01(\r*h\n\rAlertSeverity\x12\x1e\n\x1a\x41LERT_SEVERITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41LERT_SEVERITY_WARNING\x10\x01\x12\x1b\n\x17\x41LERT_SEVERITY_CRITICAL\x10\x02*[\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41LERT_STATE_FIRING\x10\x01\x12\x18\n\x14\x41LERT_STATE_RESOLVED\x10\x02\x32\xcc\x04\n\x0c\x41\x64minService\x12J\n\tListRooms\x12\x1d.roomcast.v1.ListRoomsRequest\x1a\x1e.roomcast.v1.ListRoomsResponse\x12P\n\x0bGetPresence\x12\x1f.roomcast.v1.GetPresenceRequest\x1a .roomcast.v1.GetPresenceResponse\x12M\n\nGetHistory\x12\x1e.roomcast.v1.GetHistoryRequest\x1a\x1f.roomcast.v1.GetHistoryResponse\x12J\n\tGetAlerts\x12\x1d.roomcast.v1.GetAlertsRequest\x1a\x1e.roomcast.v1.GetAlertsResponse\x12P\n\x0b\x43learAlerts\x12\x1f.roomcast.v1.ClearAlertsRequest\x1a .roomcast.v1.ClearAlertsResponse\x12V\n\rTrackActivity\x12!.roomcast.v1.TrackActivityRequest\x1a\".roomcast.v1.TrackActivityResponse\x12Y\n\x0e\x44isconnectUser\x12\".roomcast.v1.DisconnectUserRequest\x1a#.roomcast.v1.DisconnectUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'roomcast.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALERTSEVERITY']._serialized_start=1800
-  _globals['_ALERTSEVERITY']._serialized_end=1904
-  _globals['_ALERTSTATE']._serialized_start=1906
-  _globals['_ALERTSTATE']._serialized_end=1997
+  _globals['_ALERTSEVERITY']._serialized_start=1860
+  _globals['_ALERTSEVERITY']._serialized_end=1964
+  _globals['_ALERTSTATE']._serialized_start=1966
+  _globals['_ALERTSTATE']._serialized_end=2057
   _globals['_LISTROOMSREQUEST']._serialized_start=128
   _globals['_LISTROOMSREQUEST']._serialized_end=181
   _globals['_LISTROOMSRESPONSE']._serialized_start=183
@@ -45,33 +45,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROOMINFO']._serialized_start=262
   _globals['_ROOMINFO']._serialized_end=412
   _globals['_GETPRESENCEREQUEST']._serialized_start=414
-  _globals['_GETPRESENCEREQUEST']._serialized_end=467
-  _globals['_GETPRESENCERESPONSE']._serialized_start=469
-  _globals['_GETPRESENCERESPONSE']._serialized_end=535
-  _globals['_PRESENCEENTRY']._serialized_start=537
-  _globals['_PRESENCEENTRY']._serialized_end=658
-  _globals['_GETHISTORYREQUEST']._serialized_start=660
-  _globals['_GETHISTORYREQUEST']._serialized_end=771
-  _globals['_GETHISTORYRESPONSE']._serialized_start=773
-  _globals['_GETHISTORYRESPONSE']._serialized_end=895
-  _globals['_GETALERTSREQUEST']._serialized_start=897
-  _globals['_GETALERTSREQUEST']._serialized_end=934
-  _globals['_GETALERTSRESPONSE']._serialized_start=936
-  _globals['_GETALERTSRESPONSE']._serialized_end=1027
-  _globals['_ALERT']._serialized_start=1030
-  _globals['_ALERT']._serialized_end=1333
-  _globals['_CLEARALERTSREQUEST']._serialized_start=1335
-  _globals['_CLEARALERTSREQUEST']._serialized_end=1379
-  _globals['_CLEARALERTSRESPONSE']._serialized_start=1381
-  _globals['_CLEARALERTSRESPONSE']._serialized_end=1419
-  _globals['_TRACKACTIVITYREQUEST']._serialized_start=1422
-  _globals['_TRACKACTIVITYREQUEST']._serialized_end=1598
-  _globals['_TRACKACTIVITYRESPONSE']._serialized_start=1600
-  _globals['_TRACKACTIVITYRESPONSE']._serialized_end=1651
-  _globals['_DISCONNECTUSERREQUEST']._serialized_start=1653
-  _globals['_DISCONNECTUSERREQUEST']._serialized_end=1751
-  _globals['_DISCONNECTUSERRESPONSE']._serialized_start=1753
-  _globals['_DISCONNECTUSERRESPONSE']._serialized_end=1798
-  _globals['_ADMINSERVICE']._serialized_start=2000
-  _globals['_ADMINSERVICE']._serialized_end=2588
+  _globals['_GETPRESENCEREQUEST']._serialized_end=487
+  _globals['_GETPRESENCERESPONSE']._serialized_start=489
+  _globals['_GETPRESENCERESPONSE']._serialized_end=580
+  _globals['_PRESENCEENTRY']._serialized_start=582
+  _globals['_PRESENCEENTRY']._serialized_end=703
+  _globals['_GETHISTORYREQUEST']._serialized_start=705
+  _globals['_GETHISTORYREQUEST']._serialized_end=816
+  _globals['_GETHISTORYRESPONSE']._serialized_start=819
+  _globals['_GETHISTORYRESPONSE']._serialized_end=955
+  _globals['_GETALERTSREQUEST']._serialized_start=957
+  _globals['_GETALERTSREQUEST']._serialized_end=994
+  _globals['_GETALERTSRESPONSE']._serialized_start=996
+  _globals['_GETALERTSRESPONSE']._serialized_end=1087
+  _globals['_ALERT']._serialized_start=1090
+  _globals['_ALERT']._serialized_end=1393
+  _globals['_CLEARALERTSREQUEST']._serialized_start=1395
+  _globals['_CLEARALERTSREQUEST']._serialized_end=1439
+  _globals['_CLEARALERTSRESPONSE']._serialized_start=1441
+  _globals['_CLEARALERTSRESPONSE']._serialized_end=1479
+  _globals['_TRACKACTIVITYREQUEST']._serialized_start=1482
+  _globals['_TRACKACTIVITYREQUEST']._serialized_end=1658
+  _globals['_TRACKACTIVITYRESPONSE']._serialized_start=1660
+  _globals['_TRACKACTIVITYRESPONSE']._serialized_end=1711
+  _globals['_DISCONNECTUSERREQUEST']._serialized_start=1713
+  _globals['_DISCONNECTUSERREQUEST']._serialized_end=1811
+  _globals['_DISCONNECTUSERRESPONSE']._serialized_start=1813
+  _globals['_DISCONNECTUSERRESPONSE']._serialized_end=1858
+  _globals['_ADMINSERVICE']._serialized_start=2060
+  _globals['_ADMINSERVICE']._serialized_end=2648
 # @@protoc_insertion_point(module_scope)

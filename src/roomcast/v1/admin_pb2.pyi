@@ -178,19 +178,25 @@ class GetPresenceRequest(_message.Message):
 
     ROOM_FIELD_NUMBER: _builtins.int
     TENANT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     room: _builtins.str
     """Room name."""
     tenant_id: _builtins.str
     """Tenant of the room, for platform-level callers."""
+    page_token: _builtins.str
+    """Continue after the page that gave this `next_page_token`; empty for the
+    first page.
+    """
     def __init__(
         self,
         *,
         room: _builtins.str = ...,
         tenant_id: _builtins.str = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["room", b"room", "tenant_id", b"tenant_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_token", b"page_token", "room", b"room", "tenant_id", b"tenant_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -198,23 +204,31 @@ Global___GetPresenceRequest: _TypeAlias = GetPresenceRequest  # noqa: Y015
 
 @_typing.final
 class GetPresenceResponse(_message.Message):
-    """The room's members."""
+    """The room's members, a page of them."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as `page_token` for the members after these; empty when there are
+    none.
+    """
     @_builtins.property
     def members(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresenceEntry]:
-        """One entry per live connection, oldest first."""
+        """One entry per live connection, oldest first; at most about 1 MiB of
+        them (the server's `max_reply_bytes`).
+        """
 
     def __init__(
         self,
         *,
         members: _abc.Iterable[Global___PresenceEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["members", b"members", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -301,13 +315,20 @@ class GetHistoryResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     POSITION_FIELD_NUMBER: _builtins.int
     RECOVERED_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
     recovered: _builtins.bool
     """False when `since` could not be served (another epoch, or older than
     the history holds); events then start from the oldest held.
     """
+    more: _builtins.bool
+    """Stored events follow the last one of `events`: read on with the last
+    event's offset and epoch as `since`.
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_event_pb2.Event]:
-        """Events, oldest first."""
+        """Events, oldest first: at most `limit`, and about 1 MiB of them (the
+        server's `max_reply_bytes`; at least one event however large).
+        """
 
     @_builtins.property
     def position(self) -> _event_pb2.StreamPosition:
@@ -319,10 +340,11 @@ class GetHistoryResponse(_message.Message):
         events: _abc.Iterable[_event_pb2.Event] | None = ...,
         position: _event_pb2.StreamPosition | None = ...,
         recovered: _builtins.bool = ...,
+        more: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["position", b"position"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "position", b"position", "recovered", b"recovered"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "more", b"more", "position", b"position", "recovered", b"recovered"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

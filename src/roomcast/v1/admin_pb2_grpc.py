@@ -133,7 +133,7 @@ class AdminServiceServicer:
     def TrackActivity(self, request, context):
         """A backend reports what a user did. It is published as event
         `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
-        tenant's activity; super admins may follow every tenant's with the
+        tenant's activity; platform super admins may follow every tenant's with the
         pattern `tenant.*.admins`) and counted in the metrics. Services only: a
         tenant's services for their tenant, platform services naming it.
         """

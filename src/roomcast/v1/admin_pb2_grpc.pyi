@@ -62,7 +62,7 @@ class AdminServiceStub:
     TrackActivity: _grpc.UnaryUnaryMultiCallable[_admin_pb2.TrackActivityRequest, _admin_pb2.TrackActivityResponse]
     """A backend reports what a user did. It is published as event
     `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
-    tenant's activity; super admins may follow every tenant's with the
+    tenant's activity; platform super admins may follow every tenant's with the
     pattern `tenant.*.admins`) and counted in the metrics. Services only: a
     tenant's services for their tenant, platform services naming it.
     """
@@ -108,7 +108,7 @@ class AdminServiceAsyncStub(AdminServiceStub):
     TrackActivity: _aio.UnaryUnaryMultiCallable[_admin_pb2.TrackActivityRequest, _admin_pb2.TrackActivityResponse]  # type: ignore[assignment]
     """A backend reports what a user did. It is published as event
     `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
-    tenant's activity; super admins may follow every tenant's with the
+    tenant's activity; platform super admins may follow every tenant's with the
     pattern `tenant.*.admins`) and counted in the metrics. Services only: a
     tenant's services for their tenant, platform services naming it.
     """
@@ -187,7 +187,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.TrackActivityResponse, _abc.Awaitable[_admin_pb2.TrackActivityResponse]]:
         """A backend reports what a user did. It is published as event
         `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
-        tenant's activity; super admins may follow every tenant's with the
+        tenant's activity; platform super admins may follow every tenant's with the
         pattern `tenant.*.admins`) and counted in the metrics. Services only: a
         tenant's services for their tenant, platform services naming it.
         """

@@ -63,6 +63,9 @@ SUITES = [
     ),
     # Node 20's own WebSocket (undici, the browsers' API) is behind a flag.
     NodeSuite("builtin.test.mjs", node_options=("--experimental-websocket",)),
+    # Replies of at most 4 KiB: 50 missed events of some 750 bytes take ten pages.
+    NodeSuite("paging.test.mjs", server_env={"ROOMCAST_WS_MAX_REPLY_BYTES": "4096"}),
+    NodeSuite("nesting.test.mjs"),
 ]
 
 

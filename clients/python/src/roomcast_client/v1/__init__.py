@@ -200,13 +200,28 @@ class GetPresenceRequest(betterproto.Message):
     tenant_id: str = betterproto.string_field(2)
     """Tenant of the room, for platform-level callers."""
 
+    page_token: str = betterproto.string_field(3)
+    """
+    Continue after the page that gave this `next_page_token`; empty for the
+     first page.
+    """
+
 
 @dataclass(eq=False, repr=False)
 class GetPresenceResponse(betterproto.Message):
-    """The room's members."""
+    """The room's members, a page of them."""
 
     members: List["PresenceEntry"] = betterproto.message_field(1)
-    """One entry per live connection, oldest first."""
+    """
+    One entry per live connection, oldest first; at most about 1 MiB of
+     them (the server's `max_reply_bytes`).
+    """
+
+    next_page_token: str = betterproto.string_field(2)
+    """
+    Pass as `page_token` for the members after these; empty when there are
+     none.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -250,7 +265,10 @@ class GetHistoryResponse(betterproto.Message):
     """A page of history."""
 
     events: List["Event"] = betterproto.message_field(1)
-    """Events, oldest first."""
+    """
+    Events, oldest first: at most `limit`, and about 1 MiB of them (the
+     server's `max_reply_bytes`; at least one event however large).
+    """
 
     position: "StreamPosition" = betterproto.message_field(2)
     """The room's newest position."""
@@ -259,6 +277,12 @@ class GetHistoryResponse(betterproto.Message):
     """
     False when `since` could not be served (another epoch, or older than
      the history holds); events then start from the oldest held.
+    """
+
+    more: bool = betterproto.bool_field(4)
+    """
+    Stored events follow the last one of `events`: read on with the last
+     event's offset and epoch as `since`.
     """
 
 

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file roomcast/v1/admin.proto.
  */
 export const file_roomcast_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chdyb29tY2FzdC92MS9hZG1pbi5wcm90bxILcm9vbWNhc3QudjEiNQoQTGlzdFJvb21zUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJdGVuYW50X2lkGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEiQKBXJvb21zGAEgAygLMhUucm9vbWNhc3QudjEuUm9vbUluZm8SEQoJdHJ1bmNhdGVkGAIgASgIIpYBCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIPCgdtZW1iZXJzGAMgASgNEhMKC3N1YnNjcmliZXJzGAQgASgNEi0KCHBvc2l0aW9uGAUgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SFAoMaGlzdG9yeV9zaXplGAYgASgNIjUKEkdldFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCSJCChNHZXRQcmVzZW5jZVJlc3BvbnNlEisKB21lbWJlcnMYASADKAsyGi5yb29tY2FzdC52MS5QcmVzZW5jZUVudHJ5InkKDVByZXNlbmNlRW50cnkSDwoHdXNlcl9pZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSFQoNY29ubmVjdGlvbl9pZBgDIAEoCRItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEioKBXNpbmNlGAMgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYBCABKA0iegoSR2V0SGlzdG9yeVJlc3BvbnNlEiIKBmV2ZW50cxgBIAMoCzISLnJvb21jYXN0LnYxLkV2ZW50Ei0KCHBvc2l0aW9uGAIgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SEQoJcmVjb3ZlcmVkGAMgASgIIiUKEEdldEFsZXJ0c1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJIlsKEUdldEFsZXJ0c1Jlc3BvbnNlEiIKBmZpcmluZxgBIAMoCzISLnJvb21jYXN0LnYxLkFsZXJ0EiIKBnJlY2VudBgCIAMoCzISLnJvb21jYXN0LnYxLkFsZXJ0Iq8CCgVBbGVydBIKCgJpZBgBIAEoCRIMCgRydWxlGAIgASgJEiwKCHNldmVyaXR5GAMgASgOMhoucm9vbWNhc3QudjEuQWxlcnRTZXZlcml0eRImCgVzdGF0ZRgEIAEoDjIXLnJvb21jYXN0LnYxLkFsZXJ0U3RhdGUSDQoFdmFsdWUYBSABKAESEQoJdGhyZXNob2xkGAYgASgBEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc29sdmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYCSABKAkSDwoHbWVzc2FnZRgKIAEoCRIPCgdub2RlX2lkGAsgASgJIiwKEkNsZWFyQWxlcnRzUmVxdWVzdBIWCg5pbmNsdWRlX2ZpcmluZxgBIAEoCCImChNDbGVhckFsZXJ0c1Jlc3BvbnNlEg8KB2NsZWFyZWQYASABKA0isAEKFFRyYWNrQWN0aXZpdHlSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEg4KBmFjdGlvbhgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEhIKCmlwX2FkZHJlc3MYBSABKAkSEgoKdXNlcl9hZ2VudBgGIAEoCRIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIzChVUcmFja0FjdGl2aXR5UmVzcG9uc2USCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEImIKFURpc2Nvbm5lY3RVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIVCg1jb25uZWN0aW9uX2lkGAMgASgJEg4KBnJlYXNvbhgEIAEoCSItChZEaXNjb25uZWN0VXNlclJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNKmgKDUFsZXJ0U2V2ZXJpdHkSHgoaQUxFUlRfU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIaChZBTEVSVF9TRVZFUklUWV9XQVJOSU5HEAESGwoXQUxFUlRfU0VWRVJJVFlfQ1JJVElDQUwQAipbCgpBbGVydFN0YXRlEhsKF0FMRVJUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUxFUlRfU1RBVEVfRklSSU5HEAESGAoUQUxFUlRfU1RBVEVfUkVTT0xWRUQQAjLMBAoMQWRtaW5TZXJ2aWNlEkoKCUxpc3RSb29tcxIdLnJvb21jYXN0LnYxLkxpc3RSb29tc1JlcXVlc3QaHi5yb29tY2FzdC52MS5MaXN0Um9vbXNSZXNwb25zZRJQCgtHZXRQcmVzZW5jZRIfLnJvb21jYXN0LnYxLkdldFByZXNlbmNlUmVxdWVzdBogLnJvb21jYXN0LnYxLkdldFByZXNlbmNlUmVzcG9uc2USTQoKR2V0SGlzdG9yeRIeLnJvb21jYXN0LnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucm9vbWNhc3QudjEuR2V0SGlzdG9yeVJlc3BvbnNlEkoKCUdldEFsZXJ0cxIdLnJvb21jYXN0LnYxLkdldEFsZXJ0c1JlcXVlc3QaHi5yb29tY2FzdC52MS5HZXRBbGVydHNSZXNwb25zZRJQCgtDbGVhckFsZXJ0cxIfLnJvb21jYXN0LnYxLkNsZWFyQWxlcnRzUmVxdWVzdBogLnJvb21jYXN0LnYxLkNsZWFyQWxlcnRzUmVzcG9uc2USVgoNVHJhY2tBY3Rpdml0eRIhLnJvb21jYXN0LnYxLlRyYWNrQWN0aXZpdHlSZXF1ZXN0GiIucm9vbWNhc3QudjEuVHJhY2tBY3Rpdml0eVJlc3BvbnNlElkKDkRpc2Nvbm5lY3RVc2VyEiIucm9vbWNhc3QudjEuRGlzY29ubmVjdFVzZXJSZXF1ZXN0GiMucm9vbWNhc3QudjEuRGlzY29ubmVjdFVzZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_roomcast_v1_event]);
+  fileDesc("Chdyb29tY2FzdC92MS9hZG1pbi5wcm90bxILcm9vbWNhc3QudjEiNQoQTGlzdFJvb21zUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSEQoJdGVuYW50X2lkGAIgASgJIkwKEUxpc3RSb29tc1Jlc3BvbnNlEiQKBXJvb21zGAEgAygLMhUucm9vbWNhc3QudjEuUm9vbUluZm8SEQoJdHJ1bmNhdGVkGAIgASgIIpYBCghSb29tSW5mbxIMCgRuYW1lGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIPCgdtZW1iZXJzGAMgASgNEhMKC3N1YnNjcmliZXJzGAQgASgNEi0KCHBvc2l0aW9uGAUgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SFAoMaGlzdG9yeV9zaXplGAYgASgNIkkKEkdldFByZXNlbmNlUmVxdWVzdBIMCgRyb29tGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRISCgpwYWdlX3Rva2VuGAMgASgJIlsKE0dldFByZXNlbmNlUmVzcG9uc2USKwoHbWVtYmVycxgBIAMoCzIaLnJvb21jYXN0LnYxLlByZXNlbmNlRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInkKDVByZXNlbmNlRW50cnkSDwoHdXNlcl9pZBgBIAEoCRIRCgl0ZW5hbnRfaWQYAiABKAkSFQoNY29ubmVjdGlvbl9pZBgDIAEoCRItCglqb2luZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KEUdldEhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSEQoJdGVuYW50X2lkGAIgASgJEioKBXNpbmNlGAMgASgLMhsucm9vbWNhc3QudjEuU3RyZWFtUG9zaXRpb24SDQoFbGltaXQYBCABKA0iiAEKEkdldEhpc3RvcnlSZXNwb25zZRIiCgZldmVudHMYASADKAsyEi5yb29tY2FzdC52MS5FdmVudBItCghwb3NpdGlvbhgCIAEoCzIbLnJvb21jYXN0LnYxLlN0cmVhbVBvc2l0aW9uEhEKCXJlY292ZXJlZBgDIAEoCBIMCgRtb3JlGAQgASgIIiUKEEdldEFsZXJ0c1JlcXVlc3QSEQoJdGVuYW50X2lkGAEgASgJIlsKEUdldEFsZXJ0c1Jlc3BvbnNlEiIKBmZpcmluZxgBIAMoCzISLnJvb21jYXN0LnYxLkFsZXJ0EiIKBnJlY2VudBgCIAMoCzISLnJvb21jYXN0LnYxLkFsZXJ0Iq8CCgVBbGVydBIKCgJpZBgBIAEoCRIMCgRydWxlGAIgASgJEiwKCHNldmVyaXR5GAMgASgOMhoucm9vbWNhc3QudjEuQWxlcnRTZXZlcml0eRImCgVzdGF0ZRgEIAEoDjIXLnJvb21jYXN0LnYxLkFsZXJ0U3RhdGUSDQoFdmFsdWUYBSABKAESEQoJdGhyZXNob2xkGAYgASgBEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jlc29sdmVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCgl0ZW5hbnRfaWQYCSABKAkSDwoHbWVzc2FnZRgKIAEoCRIPCgdub2RlX2lkGAsgASgJIiwKEkNsZWFyQWxlcnRzUmVxdWVzdBIWCg5pbmNsdWRlX2ZpcmluZxgBIAEoCCImChNDbGVhckFsZXJ0c1Jlc3BvbnNlEg8KB2NsZWFyZWQYASABKA0isAEKFFRyYWNrQWN0aXZpdHlSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSEQoJdGVuYW50X2lkGAIgASgJEg4KBmFjdGlvbhgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJEhIKCmlwX2FkZHJlc3MYBSABKAkSEgoKdXNlcl9hZ2VudBgGIAEoCRIoCgdkZXRhaWxzGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCIzChVUcmFja0FjdGl2aXR5UmVzcG9uc2USCgoCaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEImIKFURpc2Nvbm5lY3RVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEhEKCXRlbmFudF9pZBgCIAEoCRIVCg1jb25uZWN0aW9uX2lkGAMgASgJEg4KBnJlYXNvbhgEIAEoCSItChZEaXNjb25uZWN0VXNlclJlc3BvbnNlEhMKC2Nvbm5lY3Rpb25zGAEgASgNKmgKDUFsZXJ0U2V2ZXJpdHkSHgoaQUxFUlRfU0VWRVJJVFlfVU5TUEVDSUZJRUQQABIaChZBTEVSVF9TRVZFUklUWV9XQVJOSU5HEAESGwoXQUxFUlRfU0VWRVJJVFlfQ1JJVElDQUwQAipbCgpBbGVydFN0YXRlEhsKF0FMRVJUX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUxFUlRfU1RBVEVfRklSSU5HEAESGAoUQUxFUlRfU1RBVEVfUkVTT0xWRUQQAjLMBAoMQWRtaW5TZXJ2aWNlEkoKCUxpc3RSb29tcxIdLnJvb21jYXN0LnYxLkxpc3RSb29tc1JlcXVlc3QaHi5yb29tY2FzdC52MS5MaXN0Um9vbXNSZXNwb25zZRJQCgtHZXRQcmVzZW5jZRIfLnJvb21jYXN0LnYxLkdldFByZXNlbmNlUmVxdWVzdBogLnJvb21jYXN0LnYxLkdldFByZXNlbmNlUmVzcG9uc2USTQoKR2V0SGlzdG9yeRIeLnJvb21jYXN0LnYxLkdldEhpc3RvcnlSZXF1ZXN0Gh8ucm9vbWNhc3QudjEuR2V0SGlzdG9yeVJlc3BvbnNlEkoKCUdldEFsZXJ0cxIdLnJvb21jYXN0LnYxLkdldEFsZXJ0c1JlcXVlc3QaHi5yb29tY2FzdC52MS5HZXRBbGVydHNSZXNwb25zZRJQCgtDbGVhckFsZXJ0cxIfLnJvb21jYXN0LnYxLkNsZWFyQWxlcnRzUmVxdWVzdBogLnJvb21jYXN0LnYxLkNsZWFyQWxlcnRzUmVzcG9uc2USVgoNVHJhY2tBY3Rpdml0eRIhLnJvb21jYXN0LnYxLlRyYWNrQWN0aXZpdHlSZXF1ZXN0GiIucm9vbWNhc3QudjEuVHJhY2tBY3Rpdml0eVJlc3BvbnNlElkKDkRpc2Nvbm5lY3RVc2VyEiIucm9vbWNhc3QudjEuRGlzY29ubmVjdFVzZXJSZXF1ZXN0GiMucm9vbWNhc3QudjEuRGlzY29ubmVjdFVzZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_roomcast_v1_event]);
 
 /**
  * Which rooms to list.
@@ -148,6 +148,14 @@ export type GetPresenceRequest = Message<"roomcast.v1.GetPresenceRequest"> & {
    * @generated from field: string tenant_id = 2;
    */
   tenantId: string;
+
+  /**
+   * Continue after the page that gave this `next_page_token`; empty for the
+   * first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
 };
 
 /**
@@ -158,17 +166,26 @@ export const GetPresenceRequestSchema: GenMessage<GetPresenceRequest> = /*@__PUR
   messageDesc(file_roomcast_v1_admin, 3);
 
 /**
- * The room's members.
+ * The room's members, a page of them.
  *
  * @generated from message roomcast.v1.GetPresenceResponse
  */
 export type GetPresenceResponse = Message<"roomcast.v1.GetPresenceResponse"> & {
   /**
-   * One entry per live connection, oldest first.
+   * One entry per live connection, oldest first; at most about 1 MiB of
+   * them (the server's `max_reply_bytes`).
    *
    * @generated from field: repeated roomcast.v1.PresenceEntry members = 1;
    */
   members: PresenceEntry[];
+
+  /**
+   * Pass as `page_token` for the members after these; empty when there are
+   * none.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -269,7 +286,8 @@ export const GetHistoryRequestSchema: GenMessage<GetHistoryRequest> = /*@__PURE_
  */
 export type GetHistoryResponse = Message<"roomcast.v1.GetHistoryResponse"> & {
   /**
-   * Events, oldest first.
+   * Events, oldest first: at most `limit`, and about 1 MiB of them (the
+   * server's `max_reply_bytes`; at least one event however large).
    *
    * @generated from field: repeated roomcast.v1.Event events = 1;
    */
@@ -289,6 +307,14 @@ export type GetHistoryResponse = Message<"roomcast.v1.GetHistoryResponse"> & {
    * @generated from field: bool recovered = 3;
    */
   recovered: boolean;
+
+  /**
+   * Stored events follow the last one of `events`: read on with the last
+   * event's offset and epoch as `since`.
+   *
+   * @generated from field: bool more = 4;
+   */
+  more: boolean;
 };
 
 /**
@@ -778,7 +804,7 @@ export const AdminService: GenService<{
   /**
    * A backend reports what a user did. It is published as event
    * `user.activity` to `tenant.{tenant_id}.admins` (tenant admins see their
-   * tenant's activity; super admins may follow every tenant's with the
+   * tenant's activity; platform super admins may follow every tenant's with the
    * pattern `tenant.*.admins`) and counted in the metrics. Services only: a
    * tenant's services for their tenant, platform services naming it.
    *
