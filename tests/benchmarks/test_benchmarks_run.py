@@ -79,3 +79,32 @@ def test_metrics_cost_reports_a_share() -> None:
 def test_write_floor_reports_a_floor() -> None:
     report = run("write_floor.py", "--connections", "20", "--rate", "20", "--seconds", "1")
     assert re.search(r"[\d.]+ us of CPU per write", report), report
+
+
+def test_soak_delivers_every_acknowledged_event() -> None:
+    # A short drain timeout ends the stalls within the run; more 60 KB events
+    # give the stalled clients enough to leave unread; a metrics sample a
+    # second tells open connections soon after the clients left.
+    report = run(
+        "soak.py", "--seconds", "15", "--clients", "20", "--big-fraction", "0.2",
+        "--set", "ws_drain_timeout=1", "--set", "metrics_interval=1",
+    )  # fmt: skip
+    assert "ledger: PASS" in report, report
+    assert "verdict: PASS" in report, report
+    for members in ("well-behaved clients", "Subscribe streams"):
+        delivery = re.search(
+            rf"delivery to {members} \(\d+\): owed ([\d,]+), delivered ([\d,]+)", report
+        )
+        assert delivery is not None, report
+        assert delivery[1] == delivery[2] != "0", report
+    assert re.search(r"server RSS: baseline [\d.]+ MiB, peak [\d.]+ MiB", report), report
+    assert re.search(r"stalled +as documented +[1-9]", report), report
+    for table in ("frames sent, by type", "error frames received, by code"):
+        assert table in report, report
+
+
+def test_amplification_reports_the_peak_rss_of_each_build() -> None:
+    report = run("amplification.py", "--seconds", "2", "--attackers", "2")
+    row = re.search(r"^this +2 +(\d+) MiB +(\d+) MiB +(\d+) MiB +\d+ ms", report, re.M)
+    assert row is not None, report
+    assert int(row[2]) >= int(row[1]), report
