@@ -12,16 +12,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from support.tokens import MISSING, SECRET, claims
 
 from roomcast.auth import DEFAULT_CACHE_SIZE, Principal, Role, TokenVerifier, mint_token
 from roomcast.errors import ConfigError, RoomcastError, TokenExpired, Unauthenticated
 from roomcast.rooms import TenantId
 
-SECRET = "test-secret-0123456789abcdef0123456789"
 OTHER_SECRET = "another-secret-0123456789abcdef012345"
 NOW = time.time()
 EXP = int(NOW) + 3600
-MISSING = object()
 
 
 def private_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
@@ -46,15 +45,9 @@ EC_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_EC_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def claims(**changes: object) -> dict[str, object]:
-    """Claims of alice, a user of acme; ``MISSING`` drops a claim."""
-    base: dict[str, object] = {"sub": "alice", "roles": ["user"], "tenant_id": "acme", "exp": EXP}
-    base.update(changes)
-    return {key: value for key, value in base.items() if value is not MISSING}
-
-
 def hs256(**changes: object) -> str:
-    return jwt.encode(claims(**changes), SECRET, algorithm="HS256")
+    """A token of alice, a user of acme, expiring at ``EXP`` unless ``changes`` say otherwise."""
+    return jwt.encode(claims(**{"exp": EXP, **changes}), SECRET, algorithm="HS256")
 
 
 def refused(verifier: TokenVerifier, token: str, kind: type[RoomcastError]) -> str:
@@ -128,7 +121,7 @@ def test_valid_public_key_tokens(
     algorithm: str, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 ) -> None:
     verifier = TokenVerifier(public_key=public_pem(key))
-    token = jwt.encode(claims(sub="carol"), private_pem(key), algorithm=algorithm)
+    token = jwt.encode(claims(sub="carol", exp=EXP), private_pem(key), algorithm=algorithm)
     principal = verifier.verify(token)
     assert principal == Principal("carol", TenantId("acme"), frozenset({Role.USER}), float(EXP))
 
@@ -457,7 +450,30 @@ def test_a_token_presented_once_is_not_remembered(verifier: TokenVerifier) -> No
     assert verifier.verify(token, now=NOW) is again
 
 
-def test_refused_tokens_are_not_cached(verifier: TokenVerifier) -> None:
-    token = hs256(roles=[])
-    for _ in range(2):
-        refused(verifier, token, Unauthenticated)
+@pytest.mark.parametrize(
+    ("token", "kind"),
+    [
+        pytest.param(hs256(roles=[]), Unauthenticated, id="claims"),
+        pytest.param(
+            jwt.encode(claims(), OTHER_SECRET, algorithm="HS256"), Unauthenticated, id="forged"
+        ),
+        pytest.param(hs256(exp=int(NOW) - 10), TokenExpired, id="expired"),
+    ],
+)
+def test_refused_tokens_are_not_cached(
+    verifier: TokenVerifier, token: str, kind: type[RoomcastError], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Refusing twice proves nothing: a cached refusal refuses too. What a
+    # cache would skip is the decoding, so count it: each presentation of a
+    # refused token is verified afresh.
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counted(jwt_text: str, *args: Any, **options: Any) -> Any:
+        decoded.append(jwt_text)
+        return decode(jwt_text, *args, **options)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    for presented in (1, 2):
+        refused(verifier, token, kind)
+        assert len(decoded) == presented, "the refusal was answered from a cache"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.tokens import SECRET
 
 from roomcast.config import (
     DEFAULT_GRPC_PORT,
@@ -19,7 +20,6 @@ from roomcast.config import (
 )
 from roomcast.errors import ConfigError
 
-SECRET = "test-secret-0123456789abcdef0123456789"
 KEYED = {"ROOMCAST_JWT_SECRET": SECRET}
 
 

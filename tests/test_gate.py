@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nesting import depth, nested_lists, nested_objects
+from support.nesting import depth, nested_lists, nested_objects
 
 from roomcast.errors import InvalidArgument
 from roomcast.gate import (

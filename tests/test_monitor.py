@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from google.protobuf.json_format import MessageToDict
-from local_node import FakeConnection, FlakyBroker, local_node
+from support.local_node import FakeConnection, FlakyBroker, local_node
 
 from roomcast.node import Node
 from roomcast.presence import ConnectionId

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from google.protobuf.struct_pb2 import Struct
-from local_node import FakeConnection, local_node, user
+from support.local_node import FakeConnection, local_node
+from support.tokens import user
 
 from roomcast.brokers import Publication
 from roomcast.node import Node

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.tokens import SECRET
 
 from roomcast.auth import Principal, Role, TokenVerifier, mint_token
 from roomcast.errors import ConfigError, Forbidden, InvalidArgument, InvalidRoom
@@ -171,7 +172,6 @@ def test_a_rule_allowing_nobody_says_so() -> None:
 
 # -- super_admin: the platform's only ----------------------------------------------
 
-SECRET = "test-secret-0123456789abcdef0123456789"
 # Built by hand: tokens never yield it (auth reads a super_admin with a tenant
 # as the tenant's admin), but Who.SUPER_ADMIN must refuse it all the same.
 SCOPED_SUPER_ADMIN = principal("sam", "acme", Role.SUPER_ADMIN)

@@ -18,7 +18,7 @@ from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import PROPERTY, any_text, attempt
+from support.strategies import PROPERTY, any_text, attempt
 
 from roomcast.bridge.frames import MAX_PAGE_TOKEN, member_size
 from roomcast.errors import InvalidArgument

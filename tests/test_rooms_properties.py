@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import PROPERTY, any_text, attempt
+from support.strategies import PROPERTY, any_text, attempt
 
 from roomcast.auth import Principal, Role, TokenVerifier, mint_token
 from roomcast.errors import Forbidden, InvalidArgument, InvalidRoom, RoomcastError

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from local_node import FakeConnection, FlakyBroker, local_node, user
+from support.local_node import FakeConnection, FlakyBroker, local_node
+from support.tokens import user
 
 from roomcast.presence import ConnectionId
 from roomcast.rooms import Room, RoomName, TenantId

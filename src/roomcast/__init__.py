@@ -3,6 +3,8 @@
 The public Python API of the server package. Clients live in ``clients/``.
 """
 
+from typing import TYPE_CHECKING
+
 from .auth import Principal, Role, TokenVerifier, mint_token
 from .config import ClientSettings, Settings
 from .errors import (
@@ -24,7 +26,9 @@ from .errors import (
 from .node import Node
 from .policy import Policy, RoomRule, Scope, Who
 from .rooms import Room, RoomPattern, parse_pattern, parse_room_name
-from .server import serve
+
+if TYPE_CHECKING:
+    from .server import serve
 
 __all__ = [
     "BrokerError",
@@ -61,3 +65,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # serve() needs the shells (grpc, websockets); the core loads without them.
+    if name == "serve":
+        from .server import serve
+
+        return serve
+    raise AttributeError(f"module 'roomcast' has no attribute {name!r}")

@@ -27,6 +27,7 @@ __all__ = [
     "ClientSettings",
     "Settings",
     "signing_secret",
+    "worker_environment",
 ]
 
 ENV_PREFIX = "ROOMCAST_"
@@ -314,3 +315,31 @@ def signing_secret(option: str | None, *, environ: Mapping[str, str] | None = No
     if len(secret.encode()) < 32:
         raise ConfigError("the JWT secret must be at least 32 bytes long")
     return secret
+
+
+def worker_environment(
+    settings: Settings,
+    index: int,
+    grpc_port: int,
+    http_port: int,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of worker ``index`` of ``roomcast serve --workers N``.
+
+    The parent's environment, so that a worker loads the same settings,
+    with what makes it one worker among N: its node id, the shared ports
+    (SO_REUSEPORT), and the parent's ``--dev`` secret when there is one.
+    """
+    environ = os.environ if environ is None else environ
+    environment = dict(environ) | {
+        f"{ENV_PREFIX}WORKERS": "1",
+        f"{ENV_PREFIX}REUSE_PORT": "true",
+        f"{ENV_PREFIX}NODE_ID": f"{settings.node_id}-w{index}",
+        f"{ENV_PREFIX}GRPC_PORT": str(grpc_port),
+        f"{ENV_PREFIX}HTTP_PORT": str(http_port),
+        f"{ENV_PREFIX}WORKER": "1",
+    }
+    if settings.jwt_secret:  # a --dev secret made by the parent
+        environment[f"{ENV_PREFIX}JWT_SECRET"] = settings.jwt_secret
+    return environment

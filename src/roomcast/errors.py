@@ -25,13 +25,12 @@
 
 Every message is written for the client: it names the field, the room or the
 rule, and never carries a token or the text of an internal exception. The
-gRPC shell maps errors with :func:`grpc_status`; the WebSocket shell with
-:attr:`RoomcastError.frame_code`.
+gRPC shell maps errors with :attr:`RoomcastError.status` (the name of a
+``grpc.StatusCode``: the core does not import grpc); the WebSocket shell
+with :attr:`RoomcastError.frame_code`.
 """
 
 from __future__ import annotations
-
-import grpc
 
 __all__ = [
     "Abuse",
@@ -54,7 +53,6 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnknownType",
-    "grpc_status",
 ]
 
 
@@ -62,13 +60,14 @@ class RoomcastError(Exception):
     """Base of every error roomcast raises on purpose.
 
     Attributes:
-        status: the gRPC status code a call ends with.
+        status: the name of the gRPC status code a call ends with
+            (a ``grpc.StatusCode`` member).
         frame_code: the ``code`` of a WebSocket ``error`` frame.
         close_code: the WebSocket close code when the error ends a
             connection, or None when an ``error`` frame is enough.
     """
 
-    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    status: str = "INTERNAL"
     frame_code: str = "internal"
     close_code: int | None = None
 
@@ -84,7 +83,7 @@ class ConfigError(RoomcastError):
 class Unauthenticated(RoomcastError):
     """No token, or a token that does not verify."""
 
-    status = grpc.StatusCode.UNAUTHENTICATED
+    status = "UNAUTHENTICATED"
     frame_code = "unauthorized"
     close_code = 4001
 
@@ -98,7 +97,7 @@ class TokenExpired(Unauthenticated):
 class Forbidden(RoomcastError):
     """The room policy refuses the caller; the message names room and rule."""
 
-    status = grpc.StatusCode.PERMISSION_DENIED
+    status = "PERMISSION_DENIED"
     frame_code = "forbidden"
 
 
@@ -111,7 +110,7 @@ class NotMember(Forbidden):
 class InvalidArgument(RoomcastError):
     """A request field is malformed; the message names the field."""
 
-    status = grpc.StatusCode.INVALID_ARGUMENT
+    status = "INVALID_ARGUMENT"
     frame_code = "bad_request"
 
 
@@ -130,14 +129,14 @@ class UnknownType(InvalidArgument):
 class NotFound(RoomcastError):
     """The thing asked about does not exist (for example a connection id)."""
 
-    status = grpc.StatusCode.NOT_FOUND
+    status = "NOT_FOUND"
     frame_code = "not_found"
 
 
 class LimitExceeded(RoomcastError):
     """A configured limit was hit."""
 
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = "RESOURCE_EXHAUSTED"
     frame_code = "rate_limited"
 
 
@@ -191,7 +190,7 @@ class ServerBusy(Overloaded):
 class Unavailable(RoomcastError):
     """The server cannot take the call now (it is draining, for example)."""
 
-    status = grpc.StatusCode.UNAVAILABLE
+    status = "UNAVAILABLE"
     frame_code = "unavailable"
     close_code = 4200
 
@@ -199,16 +198,11 @@ class Unavailable(RoomcastError):
 class BrokerError(RoomcastError):
     """The broker failed to carry out an operation."""
 
-    status = grpc.StatusCode.UNAVAILABLE
+    status = "UNAVAILABLE"
     frame_code = "unavailable"
 
 
 class BrokerTimeout(BrokerError):
     """The broker did not answer in time."""
 
-    status = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-def grpc_status(error: RoomcastError) -> tuple[grpc.StatusCode, str]:
-    """The status code and client-safe details a call ends with for ``error``."""
-    return error.status, error.message
+    status = "DEADLINE_EXCEEDED"

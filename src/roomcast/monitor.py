@@ -18,21 +18,33 @@ import math
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from .auth import Principal, Role
+from .brokers import Broker
+from .config import Settings
 from .errors import BrokerError, RoomcastError
 from .gate import encode_json
-from .metrics import Alert, Alerts, Gauges, RoomSize, Snapshot, Thresholds, default_rules
+from .hub import Hub
+from .metrics import (
+    Alert,
+    Alerts,
+    Collector,
+    Gauges,
+    RoomSize,
+    Snapshot,
+    Thresholds,
+    default_rules,
+)
 from .metrics.collector import snapshot_json
+from .ports import Publishes
+from .presence import Presence
 from .rooms import Room
+from .sessions import Sessions
 
-if TYPE_CHECKING:
-    from .node import Node
-
-__all__ = ["SERVER", "Monitor", "alert_json"]
+__all__ = ["SERVER", "Monitor", "MonitoredNode", "alert_json"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +99,23 @@ class _Event:
         self.idempotency_key = idempotency_key
 
 
+class MonitoredNode(Publishes, Protocol):
+    """What the monitor reads of its node, and how it publishes.
+
+    A protocol, not the node: the node builds its monitor, and monitor.py
+    does not import node.py (``roomcast.node.Node`` is the one it watches).
+    """
+
+    settings: Settings
+    presence: Presence
+    hub: Hub[Any]
+    sessions: Sessions
+    broker: Broker
+    metrics: Collector
+    streams: int
+    closing: bool
+
+
 class Monitor:
     """Samples the node, raises alerts, and publishes both.
 
@@ -94,7 +123,7 @@ class Monitor:
         node: the node to watch.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MonitoredNode) -> None:
         settings = node.settings
         self.node = node
         self.alerts = Alerts(

@@ -17,24 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from .auth import Principal, TokenVerifier
-from .brokers import Broker, Draft, Outcome, Publication, Published, Retention, expand
+from .brokers import Broker, Draft, Publication, Retention
+from .cluster_presence import ClusterPresence
 from .config import Settings
 from .errors import (
-    BrokerError,
     Forbidden,
     InvalidArgument,
     Overloaded,
-    RoomcastError,
     TooLarge,
-    Unavailable,
 )
 from .faults import Faults
 from .gate import encode_json
@@ -45,22 +42,22 @@ from .metrics import Collector, Idle
 from .monitor import Monitor
 from .operations import CONTROL, DISCONNECT, Operations
 from .policy import Action, Policy, ResolvedRoom
-from .presence import ConnectionId, Member, Presence
+from .ports import PublishInput, Recipient
+from .presence import Member, Presence
+from .publishing import Publisher, retention_of
 from .reading import ReadsInFlight, event_offset, read_page
 from .rooms import (
     Room,
     TenantId,
     is_pattern,
-    parse_event_name,
     parse_pattern,
     parse_segment,
 )
 from .security.watch import SecurityWatch
 from .sessions import Sessions
 from .tasks import Supervisor
-from .v1.event_pb2 import Event, Sender
-from .wire import ONE_BYTE as _ONE_BYTE
-from .wire import field_bytes, field_varint, len_tag, varint
+from .v1.event_pb2 import Event
+from .wire import EVENT_PAYLOAD, field_bytes
 
 __all__ = [
     "MAX_HISTORY_PAGE",
@@ -73,48 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_HISTORY_PAGE = 1_000
-MAX_IDEMPOTENCY_KEY = 128
-PRESENCE_CHUNK = 1_000
 SWEEP_INTERVAL = 30.0
-# Event fields (proto/roomcast/v1/event.proto) framed by _drafts.
-EVENT_TIME = 7
-_EVENT_PAYLOAD = 4
-_ID_TAG, _PAYLOAD_TAG = len_tag(1), len_tag(_EVENT_PAYLOAD)
-BATCH_CHUNK = 256
-
-
-class Recipient(Hashable, Protocol):
-    """Something on this node that receives events: a stream, a connection."""
-
-    def deliver(self, publications: Sequence[Publication]) -> None:
-        """Take events of one room, in offset order.
-
-        Must not block; overflow is the recipient's to handle.
-        """
-
-
-class PublishInput(Protocol):
-    """One publish as a shell received it.
-
-    ``payload`` is the encoded ``Struct`` the gate (:mod:`roomcast.gate`)
-    produced or checked: the gRPC shell reads requests through it
-    (:mod:`roomcast.rpc.payloads`, whose views of ``PublishRequest`` have
-    exactly these attributes), every other path encodes JSON with
-    :func:`~roomcast.gate.encode_json`. It is embedded in the event as it is.
-    """
-
-    @property
-    def room(self) -> str: ...
-    @property
-    def event(self) -> str: ...
-    @property
-    def payload(self) -> bytes: ...
-    @property
-    def tenant_id(self) -> str: ...
-    @property
-    def skip_history(self) -> bool: ...
-    @property
-    def idempotency_key(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -133,50 +89,12 @@ class Subscription:
     resume: list[tuple[str, ResolvedRoom, Position]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _Route:
-    """Where one kind of publish goes, resolved, authorised and half encoded.
-
-    Attributes:
-        room: the room, placed in its tenant.
-        retention: the room's history limits.
-        head: the encoded ``Event`` fields that are the same for every event
-            of this route (room, event name, sender, tenant).
-    """
-
-    room: Room
-    retention: Retention
-    head: bytes
-
-
-# Routes are cached per (principal, connection, membership, room, tenant,
-# event): publishers send the same few kinds of event over and over, and
-# resolving, authorising and encoding the head once per kind keeps the
-# per-event cost to the payload. Past this many the cache starts over.
-MAX_CACHED_ROUTES = 4_096
-_RouteKey = tuple[Principal, str, bool, str, str, str]
-
-
 _CONTROL_RETENTION = Retention(0, 1.0)
-
-
-def _time_field(accepted_ns: int) -> bytes:
-    seconds, nanos = divmod(accepted_ns, 1_000_000_000)
-    return field_bytes(EVENT_TIME, field_varint(1, seconds) + field_varint(2, nanos))
 
 
 def _caller(principal: Principal) -> tuple[str | None, str]:
     """Whose reads in flight a principal's are: one user (or service) of one tenant."""
     return (principal.tenant, principal.subject)
-
-
-def _signal_field(data: Mapping[str, Any]) -> str:
-    """What a refusal of a signal's data names: its one field (``position``), else payload."""
-    return next(iter(data)) if len(data) == 1 else "payload"
-
-
-def _retention(resolved: ResolvedRoom) -> Retention:
-    return Retention(resolved.rule.history_size, resolved.rule.history_ttl)
 
 
 class Node:
@@ -198,27 +116,32 @@ class Node:
         self.broker = broker
         self.hub: Hub[Recipient] = Hub()
         self.presence = Presence()
+        self.metrics = (Collector if settings.metrics else Idle)(settings.node_id)
+        self.draining = False
+        self.publisher = Publisher(settings, policy, broker, self.metrics, lambda: self.draining)
+        # The publishing verbs are the publisher's, under the node's name.
+        self.publish = self.publisher.publish
+        self.publish_batch = self.publisher.publish_batch
+        self.check_publish = self.publisher.check_publish
+        self.signal = self.publisher.signal
+        self.cluster_presence = ClusterPresence(self.presence, broker, settings.presence_ttl)
+        self.room_members = self.cluster_presence.members
+        self.share_presence = self.cluster_presence.share
+        self.unshare_presence = self.cluster_presence.unshare
         self.sessions = Sessions(self)
         self.monitor = Monitor(self)
         self.operations = Operations(self)
         self.security = SecurityWatch(settings)
-        self.metrics = (Collector if settings.metrics else Idle)(settings.node_id)
         self.supervisor = Supervisor()
         self.faults = Faults(log)
         self.guard = MemoryGuard(settings.memory_limit_bytes or default_limit())
         self.reads = ReadsInFlight(settings.max_reads_in_flight)
-        self.draining = False
         # Set when the node closes: its background loops stop at the end of
         # a round even if a cancellation was lost. redis-py writes every
         # command under asyncio.wait_for, which on Python 3.11 swallows a
         # cancellation that arrives as the write completes.
         self.closing = False
         self.streams = 0
-        # Event ids: the node's random prefix and a counter in hex.
-        self._id_format = f"{secrets.token_hex(4)}-%x"
-        self._last_id = 0
-        self._routes: dict[_RouteKey, _Route] = {}
-        self._max_payload = settings.max_payload_bytes
 
     async def start(self) -> None:
         """Connect the broker and start the background tasks."""
@@ -226,7 +149,9 @@ class Node:
         if self.settings.metrics:
             self.supervisor.spawn("monitor", self.monitor.run)
         if self.broker.shared is not None:
-            self.supervisor.spawn("presence", self._refresh_presence)
+            self.supervisor.spawn(
+                "presence", lambda: self.cluster_presence.keep_alive(lambda: self.closing)
+            )
             await self.broker.listen(CONTROL.key)
         self.supervisor.spawn("sweep", self._sweep)
         self.supervisor.spawn("memory", self._watch_memory)
@@ -292,252 +217,6 @@ class Node:
 
     # -- publishing ----------------------------------------------------------
 
-    def _route(
-        self,
-        principal: Principal,
-        connection_id: str,
-        is_member: bool,
-        room: str,
-        tenant_id: str,
-        event: str,
-    ) -> _Route:
-        """Resolve, authorise and half-encode a kind of publish (cached).
-
-        Raises:
-            RoomcastError: the room, tenant or event name is bad, or the
-                policy refuses.
-        """
-        key = (principal, connection_id, is_member, room, tenant_id, event)
-        route = self._routes.get(key)
-        if route is not None:
-            return route
-        resolved = self.policy.resolve(principal, room, tenant_id)
-        self.policy.check(principal, resolved, Action.PUBLISH, is_member=is_member)
-        sender = Sender(
-            user_id=principal.subject,
-            tenant_id=principal.tenant or "",
-            connection_id=connection_id,
-            service=principal.subject if principal.is_service and not connection_id else "",
-        )
-        head = Event(
-            room=resolved.room.name,
-            event=parse_event_name(event),
-            sender=sender,
-            tenant_id=resolved.room.tenant or "",
-        ).SerializeToString()
-        if len(self._routes) >= MAX_CACHED_ROUTES:
-            self._routes.clear()
-        route = self._routes[key] = _Route(resolved.room, _retention(resolved), head)
-        return route
-
-    def _drafts(
-        self,
-        principal: Principal,
-        items: Sequence[PublishInput],
-        accepted_ns: int,
-        *,
-        connection_id: str = "",
-        is_member: bool = False,
-        refused: Mapping[int, RoomcastError] | None = None,
-    ) -> tuple[list[Draft], dict[int, RoomcastError]]:
-        """Encode events (everything but their positions, which the broker adds).
-
-        One loop for a batch's items, with what it reads per item bound to
-        locals: per event this is most of a batch's Python work.
-
-        Args:
-            refused: items the gate refused already, by index: they are
-                skipped, and reported with the others refused here.
-
-        Returns:
-            The drafts in order, and the refused items by index.
-        """
-        time_field = _time_field(accepted_ns)
-        max_payload = self._max_payload
-        id_format = self._id_format
-        number = self._last_id
-        # The call's own routes, by what varies between its items.
-        routes: dict[tuple[str, str, str], _Route] = {}
-        drafts: list[Draft] = []
-        gated = refused or {}
-        refusals: dict[int, RoomcastError] = {}
-        for index, item in enumerate(items):
-            if gated and index in gated:
-                refusals[index] = gated[index]
-                continue
-            try:
-                where = (item.room, item.tenant_id, item.event)
-                route = routes.get(where)
-                if route is None:
-                    route = routes[where] = self._route(principal, connection_id, is_member, *where)
-                payload = item.payload
-                if len(payload) > max_payload:
-                    raise TooLarge(
-                        f"payload: {len(payload)} bytes encoded; the limit is {max_payload}"
-                    )
-                idempotency_key = item.idempotency_key
-                if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
-                    raise InvalidArgument(
-                        f"idempotency_key: longer than {MAX_IDEMPOTENCY_KEY} characters"
-                    )
-            except RoomcastError as error:
-                refusals[index] = error
-                continue
-            number += 1
-            event_id = id_format % number
-            size = len(payload)
-            body = b"".join(
-                (
-                    route.head,
-                    _PAYLOAD_TAG,
-                    _ONE_BYTE[size] if size < 0x80 else varint(size),
-                    payload,
-                    _ID_TAG,
-                    _ONE_BYTE[len(event_id)],  # ASCII, under 30 characters
-                    event_id.encode(),
-                    time_field,
-                )
-            )
-            drafts.append(
-                Draft(
-                    route.room,
-                    event_id,
-                    body,
-                    accepted_ns,
-                    route.retention,
-                    item.skip_history,
-                    idempotency_key,
-                )
-            )
-        self._last_id = number
-        return drafts, refusals
-
-    def _next_id(self) -> str:
-        self._last_id += 1
-        return self._id_format % self._last_id
-
-    def _check_open(self) -> None:
-        if self.draining:
-            raise Unavailable("server is shutting down; retry on another node")
-
-    async def publish(
-        self,
-        principal: Principal,
-        item: PublishInput,
-        *,
-        connection_id: str = "",
-        is_member: bool = False,
-    ) -> Published:
-        """Publish one event.
-
-        Raises:
-            RoomcastError: the input is bad, the policy refuses, or the broker fails.
-        """
-        self._check_open()
-        drafts, refused = self._drafts(
-            principal, (item,), time.time_ns(), connection_id=connection_id, is_member=is_member
-        )
-        if refused:
-            raise refused[0]
-        started = time.perf_counter()
-        result = await self.broker.publish(drafts[0])
-        self.metrics.record_broker_publish(time.perf_counter() - started)
-        self.metrics.counters.messages_in += 1
-        return result
-
-    def check_publish(self, principal: Principal, item: PublishInput, connection_id: str) -> None:
-        """Raise what publishing ``item`` from a connection that joined its room would.
-
-        Raises:
-            RoomcastError: the room or event name is bad, or the policy refuses.
-        """
-        self._route(principal, connection_id, True, item.room, item.tenant_id, item.event)
-
-    async def signal(
-        self,
-        resolved: ResolvedRoom,
-        principal: Principal,
-        connection_id: str,
-        kind: str,
-        data: Mapping[str, Any],
-    ) -> None:
-        """Send a signal (presence, typing, cursor) to a room's WebSocket members.
-
-        Signals travel like events but are never stored and never reach
-        Subscribe streams; the caller has checked the policy. Their data
-        passes the gate like any payload.
-
-        Raises:
-            InvalidArgument: ``data`` does not pass the gate (a cursor
-                position nested too deep, say).
-        """
-        payload = encode_json(data, field=_signal_field(data))
-        sender = Sender(
-            user_id=principal.subject, tenant_id=principal.tenant or "", connection_id=connection_id
-        )
-        room = resolved.room
-        accepted_ns = time.time_ns()
-        body = b"".join(
-            (
-                Event(
-                    room=room.name,
-                    event=kind,
-                    sender=sender,
-                    tenant_id=room.tenant or "",
-                    id=self._next_id(),
-                ).SerializeToString(),
-                field_bytes(_EVENT_PAYLOAD, payload),
-                _time_field(accepted_ns),
-            )
-        )
-        await self.broker.publish(
-            Draft(room, "", body, accepted_ns, _retention(resolved), skip_history=True, signal=True)
-        )
-
-    async def publish_batch(
-        self,
-        principal: Principal,
-        items: Sequence[PublishInput],
-        refused: Mapping[int, RoomcastError] | None = None,
-    ) -> list[Outcome]:
-        """Publish many events; each item succeeds or fails on its own, in order.
-
-        Args:
-            principal: the caller.
-            items: the events.
-            refused: items the gate refused already, by index (their
-                refusals take their places in the outcomes).
-
-        Returns:
-            One outcome per item, except that a :class:`PublishedRun`
-            answers for as many consecutive items as it has ids.
-
-        Raises:
-            TooLarge: more items than ``max_batch_size``.
-        """
-        self._check_open()
-        if len(items) > self.settings.max_batch_size:
-            raise TooLarge(
-                f"events: {len(items)} items; the limit is {self.settings.max_batch_size} per batch"
-            )
-        # Every event of a call is accepted at the call's moment.
-        drafts, refusals = self._drafts(principal, items, time.time_ns(), refused=refused)
-        outcomes: list[Outcome] = []
-        for start in range(0, len(drafts), BATCH_CHUNK):
-            if start:
-                # Let stream writers drain between chunks, so one large batch
-                # does not pile up in every subscriber's buffer at once.
-                await asyncio.sleep(0)
-            started = time.perf_counter()
-            outcomes += await self.broker.publish_many(drafts[start : start + BATCH_CHUNK])
-            self.metrics.record_broker_publish(time.perf_counter() - started)
-        self.metrics.counters.messages_in += len(drafts)
-        if not refusals:
-            return outcomes
-        # Refusals keep their places; the broker's answers fill the rest in order.
-        published = iter(expand(outcomes))
-        return [refusals[i] if i in refusals else next(published) for i in range(len(items))]
-
     def _fan_out(self, publications: Sequence[Publication]) -> None:
         """Hand delivered events to local recipients, one room's run at a time.
 
@@ -593,7 +272,7 @@ class Node:
         Raises:
             RoomcastError: naming the first room or field at fault.
         """
-        self._check_open()
+        self.publisher.check_open()
         if not rooms:
             raise InvalidArgument("rooms: at least one room or pattern is required")
         if len(rooms) > self.settings.max_subscribe_rooms:
@@ -650,7 +329,7 @@ class Node:
 
     async def position(self, resolved: ResolvedRoom) -> Page[bytes]:
         """The newest position of a room (an empty page)."""
-        return await self.broker.read(resolved.room, None, 0, _retention(resolved))
+        return await self.broker.read(resolved.room, None, 0, retention_of(resolved))
 
     async def replay(
         self,
@@ -678,7 +357,7 @@ class Node:
             Overloaded: the node is over its memory budget, or the caller
                 has too many reads in flight.
         """
-        retention = _retention(resolved)
+        retention = retention_of(resolved)
         with self.expensive_read(principal, "replay"):
             page = await read_page(
                 self.broker,
@@ -744,7 +423,7 @@ class Node:
         limit = MAX_HISTORY_PAGE if limit <= 0 else min(limit, MAX_HISTORY_PAGE)
         with self.expensive_read(principal, "history"):
             return await read_page(
-                self.broker, resolved.room, _retention(resolved), since, limit, max_bytes
+                self.broker, resolved.room, retention_of(resolved), since, limit, max_bytes
             )
 
     async def members(self, principal: Principal, room: str, tenant_id: str) -> list[Member]:
@@ -758,53 +437,6 @@ class Node:
         self.policy.check(principal, resolved, Action.SUBSCRIBE)
         with self.expensive_read(principal, "presence"):
             return await self.room_members(resolved.room.key)
-
-    # -- presence shared with other nodes ---------------------------------------
-
-    async def room_members(self, room_key: str) -> list[Member]:
-        """A room's members: on every node with a shared broker, else this node's.
-
-        While the shared state cannot be read (the broker is down), this
-        node's own members are the answer.
-        """
-        shared = self.broker.shared
-        if shared is not None:
-            try:
-                return await shared.presence_members(room_key)
-            except BrokerError as error:
-                log.info("presence of %s from this node only: %s", room_key, error.message)
-        return self.presence.members(room_key)
-
-    async def share_presence(self, room_key: str, connection_id: ConnectionId) -> None:
-        """Tell the other nodes a local connection is in a room (best effort)."""
-        shared, member = self.broker.shared, self.presence.member(room_key, connection_id)
-        if shared is not None and member is not None:
-            try:
-                await shared.presence_join(room_key, member)
-            except BrokerError as error:  # the next refresh writes it again
-                log.info("presence join of %s not shared yet: %s", room_key, error.message)
-
-    async def unshare_presence(self, room_key: str, connection_id: ConnectionId) -> None:
-        """Tell the other nodes a local connection left a room (best effort)."""
-        if self.broker.shared is not None:
-            try:
-                await self.broker.shared.presence_leave(room_key, connection_id)
-            except BrokerError as error:  # the entry expires by itself
-                log.info("presence leave of %s not shared: %s", room_key, error.message)
-
-    async def _refresh_presence(self) -> None:
-        """Keep this node's presence entries alive in the shared state."""
-        shared = self.broker.shared
-        interval = self.settings.presence_ttl / 3
-        while shared is not None and not self.closing:
-            await asyncio.sleep(interval)
-            entries = self.presence.entries()
-            for start in range(0, len(entries), PRESENCE_CHUNK):
-                try:
-                    await shared.presence_refresh(entries[start : start + PRESENCE_CHUNK])
-                except BrokerError as error:  # retried at the next round
-                    log.info("presence refresh failed: %s", error.message)
-                    break
 
     # -- membership (JoinRoom / LeaveRoom) -------------------------------------
 
@@ -836,7 +468,7 @@ class Node:
         Returns:
             How many connections joined.
         """
-        self._check_open()
+        self.publisher.check_open()
         resolved, tenant = self._placement(principal, room, tenant_id)
         targets = self.sessions.targets(resolved, tenant, user_id, connection_id)
         return sum([await self.sessions.place(target, resolved) for target in targets])
@@ -858,7 +490,7 @@ class Node:
         payload = encode_json({**data, "origin": self.settings.node_id})
         accepted_ns = time.time_ns()
         body = Event(room=CONTROL.name, event=kind).SerializeToString()
-        body += field_bytes(_EVENT_PAYLOAD, payload)
+        body += field_bytes(EVENT_PAYLOAD, payload)
         draft = Draft(CONTROL, "", body, accepted_ns, _CONTROL_RETENTION, skip_history=True)
         await self.broker.publish(draft)
 

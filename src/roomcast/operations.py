@@ -11,29 +11,32 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from .activity import activity_payload
 from .auth import Principal, Role
-from .brokers import Published
+from .brokers import Broker, Published
 from .errors import BrokerError, Forbidden, InvalidArgument
 from .gate import encode_json
 from .history import Position
-from .metrics import Alert
+from .hub import Hub
+from .metrics import Alert, Collector
 from .metrics.cluster import aggregate
 from .metrics.collector import snapshot_json
+from .monitor import Monitor
+from .ports import Publishes
+from .presence import Presence
 from .rooms import Room, RoomName, TenantId, parse_segment
-
-if TYPE_CHECKING:
-    from .node import Node
+from .sessions import Sessions
 
 __all__ = [
     "CONTROL",
     "DISCONNECT",
     "MAX_LISTED_ROOMS",
     "MAX_REASON",
+    "OperatedNode",
     "Operations",
     "RoomSummary",
 ]
@@ -60,6 +63,25 @@ class RoomSummary:
     history_size: int
 
 
+class OperatedNode(Publishes, Protocol):
+    """What the operators' verbs use of the node.
+
+    A protocol, not the node: the node builds its operations, and
+    operations.py does not import node.py (``roomcast.node.Node`` is the one).
+    """
+
+    broker: Broker
+    hub: Hub[Any]
+    presence: Presence
+    sessions: Sessions
+    monitor: Monitor
+    metrics: Collector
+
+    def check_memory(self, what: str) -> None: ...
+
+    async def command(self, kind: str, data: Mapping[str, Any]) -> None: ...
+
+
 class Operations:
     """The operators' verbs over one node.
 
@@ -67,7 +89,7 @@ class Operations:
         node: the node whose rooms, sessions and metrics they act on.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: OperatedNode) -> None:
         self.node = node
 
     def _scope(self, principal: Principal, tenant_id: str, what: str) -> TenantId | None:

@@ -22,10 +22,11 @@ import time
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .auth import Principal, Role
-from .brokers import Publication, Published
+from .brokers import Broker, Publication, Published
+from .config import Settings
 from .errors import (
     BrokerError,
     ConnectionLimit,
@@ -35,15 +36,14 @@ from .errors import (
     NotFound,
     NotMember,
 )
-from .history import Position
-from .policy import Action, ResolvedRoom, RoomRule
-from .presence import ConnectionId, Member
+from .history import Page, Position
+from .hub import Hub
+from .policy import Action, Policy, ResolvedRoom, RoomRule
+from .ports import Publishes, PublishInput
+from .presence import ConnectionId, Member, Presence
 from .rooms import Room, TenantId, parse_segment
 
-if TYPE_CHECKING:
-    from .node import Node
-
-__all__ = ["Joined", "LiveConnection", "Sessions", "own_rooms"]
+__all__ = ["Joined", "LiveConnection", "Sessions", "SessionsHost", "own_rooms"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,50 @@ def own_rooms(principal: Principal) -> list[str]:
     return rooms
 
 
+class SessionsHost(Publishes, Protocol):
+    """What the sessions use of their node: its parts, and what it does with rooms.
+
+    A protocol, not the node: the node builds the sessions, and sessions.py
+    does not import node.py (``roomcast.node.Node`` is the one host).
+    """
+
+    settings: Settings
+    policy: Policy
+    presence: Presence
+    hub: Hub[Any]
+    broker: Broker
+
+    def check_publish(
+        self, principal: Principal, item: PublishInput, connection_id: str
+    ) -> None: ...
+
+    async def signal(
+        self,
+        resolved: ResolvedRoom,
+        principal: Principal,
+        connection_id: str,
+        kind: str,
+        data: Mapping[str, Any],
+    ) -> None: ...
+
+    async def position(self, resolved: ResolvedRoom) -> Page[bytes]: ...
+
+    async def replay(
+        self,
+        principal: Principal,
+        resolved: ResolvedRoom,
+        since: Position,
+        max_bytes: int,
+        limit: int = 0,
+    ) -> Page[bytes]: ...
+
+    async def room_members(self, room_key: str) -> list[Member]: ...
+
+    async def share_presence(self, room_key: str, connection_id: ConnectionId) -> None: ...
+
+    async def unshare_presence(self, room_key: str, connection_id: ConnectionId) -> None: ...
+
+
 class Sessions:
     """The live connections of one node and the rooms they are in.
 
@@ -147,7 +191,7 @@ class Sessions:
         node: the node whose policy, hub, presence and broker to use.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: SessionsHost) -> None:
         self._node = node
         self._live: dict[ConnectionId, _Live] = {}
         # Open connections per user ("user", tenant, sub) and per tenant ("tenant", tenant, "").

@@ -1,4 +1,4 @@
-"""Protocol Buffers wire format for the few fields roomcast frames by hand.
+"""Protocol Buffers wire format for every field roomcast frames by hand.
 
 The protobuf library encodes every message roomcast sends; this module only
 frames already-encoded parts so an event is encoded once and assembled by
@@ -12,11 +12,21 @@ from __future__ import annotations
 import functools
 
 __all__ = [
+    "EVENTS_TAG",
+    "EVENT_ID",
+    "EVENT_PAYLOAD",
+    "EVENT_TIME",
+    "OFFSET_TAG",
     "ONE_BYTE",
+    "epoch_field",
     "field_bytes",
     "field_string",
     "field_varint",
     "len_tag",
+    "offset_field",
+    "position_fields",
+    "subscribe_frame",
+    "time_field",
     "varint",
     "varint_tag",
 ]
@@ -85,3 +95,50 @@ def field_bytes(number: int, data: bytes) -> bytes:
 def field_string(number: int, text: str) -> bytes:
     """A string field."""
     return field_bytes(number, text.encode())
+
+
+# The fields brokers append to a stored event, and the Subscribe frame that
+# wraps one (event.proto, realtime.proto).
+OFFSET_TAG = varint_tag(5)  # Event.offset
+EVENTS_TAG = len_tag(1)  # SubscribeResponse.events
+
+
+def offset_field(offset: int) -> bytes:
+    """``Event.offset``, to append to a draft's body (nothing for offset 0)."""
+    return OFFSET_TAG + varint(offset) if offset else b""
+
+
+@functools.lru_cache(maxsize=1024)
+def epoch_field(epoch: str) -> bytes:
+    """``Event.epoch``, to append to a draft's body.
+
+    Cached: a room's epoch rarely changes, and every event delivered from
+    Redis appends it.
+    """
+    return field_string(6, epoch)
+
+
+def position_fields(offset: int, epoch: str) -> bytes:
+    """``Event.offset`` and ``Event.epoch``, to append to a draft's body."""
+    return offset_field(offset) + epoch_field(epoch)
+
+
+def subscribe_frame(data: bytes) -> bytes:
+    """A ``SubscribeResponse`` carrying the one encoded ``Event`` ``data``.
+
+    Repeated fields append when encodings are concatenated, so joining
+    frames yields one response carrying all their events.
+    """
+    return field_bytes(1, data)  # SubscribeResponse.events
+
+
+# Event fields (proto/roomcast/v1/event.proto) the publisher frames.
+EVENT_ID = 1
+EVENT_PAYLOAD = 4
+EVENT_TIME = 7
+
+
+def time_field(accepted_ns: int) -> bytes:
+    """The encoded ``Event.time`` field of a moment (nanoseconds)."""
+    seconds, nanos = divmod(accepted_ns, 1_000_000_000)
+    return field_bytes(EVENT_TIME, field_varint(1, seconds) + field_varint(2, nanos))

@@ -14,7 +14,6 @@ passes SIGTERM/SIGINT on so every worker drains.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .config import ENV_PREFIX, Settings
+from .config import Settings, worker_environment
 from .errors import ConfigError
 
 __all__ = ["WORKER_READY", "run_workers"]
@@ -79,22 +78,12 @@ def run_workers(
     lock = threading.Lock()
 
     def start(index: int) -> subprocess.Popen[str]:
-        environment = dict(os.environ) | {
-            f"{ENV_PREFIX}WORKERS": "1",
-            f"{ENV_PREFIX}REUSE_PORT": "true",
-            f"{ENV_PREFIX}NODE_ID": f"{settings.node_id}-w{index}",
-            f"{ENV_PREFIX}GRPC_PORT": str(grpc_port),
-            f"{ENV_PREFIX}HTTP_PORT": str(http_port),
-            f"{ENV_PREFIX}WORKER": "1",
-        }
-        if settings.jwt_secret:  # a --dev secret made by the parent
-            environment[f"{ENV_PREFIX}JWT_SECRET"] = settings.jwt_secret
         process = subprocess.Popen(
             [sys.executable, "-m", "roomcast", "serve", *_without_ports(argv)],
             stdout=subprocess.PIPE,
             stderr=None,
             text=True,
-            env=environment,
+            env=worker_environment(settings, index, grpc_port, http_port),
         )
         threading.Thread(target=_forward, args=(process, ready), daemon=True).start()
         return process

@@ -16,15 +16,8 @@ from typing import Any
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
-from nesting import depth
-from strategies import (
-    PROPERTY,
-    any_text,
-    attempt,
-    json_scalars,
-    json_values,
-    payloads,
-)
+from support.nesting import depth
+from support.strategies import PROPERTY, any_text, attempt, json_scalars, json_values, payloads
 
 from roomcast.bridge.frames import (
     MAX_HISTORY_LIMIT,

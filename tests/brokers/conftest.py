@@ -1,7 +1,7 @@
 """Redis servers for the broker tests: one server and one 3-master cluster per session.
 
 Tests sharing them never meet: every test's brokers use a key prefix of
-their own (see ``broker_conformance``).
+their own (see ``support.redis_brokers``).
 """
 
 from __future__ import annotations
@@ -9,30 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-# The conformance suite lives outside the test modules; its asserts explain
-# themselves only if pytest rewrites them too.
-pytest.register_assert_rewrite("broker_conformance")
-
-from redis_harness import (  # noqa: E402
-    RedisClusterProcesses,
-    RedisProcess,
-    start_cluster,
-    start_redis,
-)
+from support.redis import RedisClusterProcesses, RedisProcess, start_cluster, start_redis
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisProcess]:
     """A `redis-server` of this session (never the machine's shared one)."""
-    server = start_redis()
-    yield server
-    server.stop()
+    with start_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[RedisClusterProcesses]:
     """A Redis Cluster of 3 masters started by this session."""
-    cluster = start_cluster(3)
-    yield cluster
-    cluster.stop()
+    with start_cluster(3) as cluster:
+        yield cluster

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from broker_conformance import BrokerConformance, Factory, Node, draft, room
+from support.brokers import Factory, Node, draft, room
+from support.conformance import BrokerConformance
 
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.rooms import Room

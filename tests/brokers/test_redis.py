@@ -11,18 +11,10 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-from broker_conformance import (
-    RETENTION,
-    BrokerConformance,
-    Factory,
-    Node,
-    draft,
-    event_of,
-    results_ok,
-    room,
-)
-from redis_harness import RedisClusterProcesses, RedisProcess
-from redis_nodes import redis_nodes
+from support.brokers import RETENTION, Factory, Node, draft, event_of, results_ok, room
+from support.conformance import BrokerConformance
+from support.redis import RedisClusterProcesses, RedisProcess
+from support.redis_brokers import redis_nodes
 
 from roomcast.brokers import Published
 from roomcast.brokers.redis import RedisBroker

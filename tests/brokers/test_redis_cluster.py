@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from broker_conformance import RETENTION, Factory, draft, event_of, room
-from harness import UNIT
 from redis.asyncio.cluster import RedisCluster
-from redis_harness import RedisClusterProcesses, command, start_cluster
-from redis_nodes import eventually, redis_nodes
+from support.brokers import RETENTION, Factory, draft, event_of, room
+from support.redis import RedisClusterProcesses, command, start_cluster
+from support.redis_brokers import redis_nodes
+from support.waiting import UNIT, eventually
 
 from roomcast.brokers.redis import RedisBroker
 from roomcast.brokers.redis_keys import SLOTS, slot_of
@@ -123,8 +123,7 @@ def move_slot(cluster: RedisClusterProcesses, slot: int, source: int, target: in
 
 
 async def test_a_room_whose_slot_moves_keeps_its_history_and_its_listeners() -> None:
-    cluster = start_cluster(3)
-    try:
+    with start_cluster(3) as cluster:
         async with redis_nodes(cluster.url) as make:
             a, b = await make(), await make()
             follower = b.broker
@@ -153,5 +152,3 @@ async def test_a_room_whose_slot_moves_keeps_its_history_and_its_listeners() -> 
             assert owner_port(follower, follower.keys.meta(where.key)) == target
             assert follower.reconnects >= 1
             assert follower.stats.listener_restarts == 0
-    finally:
-        cluster.stop()

@@ -11,18 +11,18 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from broker_conformance import Node, draft, room
-from harness import UNIT
 from redis.asyncio.cluster import RedisCluster
-from redis_harness import (
+from support.brokers import Node, draft, room
+from support.ports import free_port
+from support.redis import (
     RedisClusterProcesses,
     RedisProcess,
     cluster_ready,
-    free_port,
     start_cluster,
     start_redis,
 )
-from redis_nodes import eventually, redis_nodes
+from support.redis_brokers import redis_nodes
+from support.waiting import UNIT, eventually
 
 from roomcast.brokers import Published
 from roomcast.brokers.redis import LISTENER_TASK, RedisBroker
@@ -34,9 +34,8 @@ from roomcast.rooms import Room
 @pytest.fixture
 def own_redis() -> Iterator[RedisProcess]:
     """A `redis-server` for this test alone."""
-    server = start_redis()
-    yield server
-    server.stop()
+    with start_redis() as server:
+        yield server
 
 
 def redis_of(node: Node) -> RedisBroker:
@@ -205,8 +204,7 @@ async def test_a_slow_redis_times_out_publishes_without_blocking_the_loop(
 
 
 async def test_a_cluster_primary_restart_is_survived() -> None:
-    cluster = start_cluster(3)
-    try:
+    with start_cluster(3) as cluster:
         async with redis_nodes(cluster.url) as make:
             a = await make(ping_interval=0.5 * UNIT)
             b = await make(ping_interval=0.5 * UNIT)
@@ -237,8 +235,6 @@ async def test_a_cluster_primary_restart_is_survived() -> None:
             assert follower.reconnects >= 1
             assert follower.stats.listener_restarts == 0
             assert listener_alive(follower)
-    finally:
-        cluster.stop()
 
 
 async def _cluster_ok(cluster: RedisClusterProcesses) -> bool:

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import orjson
 import pytest
-from broker_conformance import Node
-from harness import UNIT
-from redis_harness import RedisClusterProcesses, RedisProcess
-from redis_nodes import redis_nodes
+from support.brokers import Node
+from support.redis import RedisClusterProcesses, RedisProcess
+from support.redis_brokers import redis_nodes
+from support.waiting import UNIT
 
 from roomcast.brokers.redis import RedisBroker
 from roomcast.presence import ConnectionId, Member

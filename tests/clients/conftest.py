@@ -4,19 +4,19 @@ over gRPC (``connect``) and over the WebSocket bridge, as browsers (``browser``)
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, WsClient, start_server
+from support.clients import Browser, Connect, Take
+from support.fixtures import server, unique
+from support.server import ServerProcess
+from support.waiting import UNIT
+from support.ws import WsClient, websockets
 
 from roomcast_client import Event, Gap, RoomcastClient, Subscription, TokenSource
 
-# The fixtures' types; test modules repeat these lines (conftest is not importable).
-Connect = Callable[..., RoomcastClient]
-Take = Callable[..., Awaitable[list[Event | Gap]]]
-Browser = Callable[..., Awaitable[WsClient]]
+__all__ = ["server", "unique"]  # defined once in support.fixtures; this folder's instances
 
 
 async def _take(subscription: Subscription, count: int, within: float = 5) -> list[Event | Gap]:
@@ -27,14 +27,6 @@ async def _take(subscription: Subscription, count: int, within: float = 5) -> li
             if len(items) == count:
                 break
     return items
-
-
-@pytest.fixture(scope="session")
-def server() -> Iterator[ServerProcess]:
-    """One server shared by the client tests that need no special settings."""
-    process = start_server()
-    yield process
-    assert process.stop() == 0, process.log
 
 
 @pytest.fixture
@@ -60,33 +52,20 @@ async def browser(server: ServerProcess) -> AsyncIterator[Browser]:
     whose ``connection.confirmed`` has arrived, so it is in its own rooms
     (``user.{sub}.*``, ``tenant.{t}.*``) already. ``on=`` another server.
     """
-    clients: list[WsClient] = []
+    async with websockets() as open_client:
 
-    async def open_browser(
-        sub: str, *roles: str, tenant: str | None = None, on: ServerProcess | None = None
-    ) -> WsClient:
-        target = on or server
-        client = await WsClient.connect(target, target.token(sub, *roles, tenant=tenant))
-        clients.append(client)
-        await client.next("connection.confirmed")
-        return client
+        async def open_browser(
+            sub: str, *roles: str, tenant: str | None = None, on: ServerProcess | None = None
+        ) -> WsClient:
+            return await open_client(on or server, sub, *roles, tenant=tenant)
 
-    yield open_browser
-    for client in clients:
-        await client.close()
+        yield open_browser
 
 
 @pytest.fixture
 def service(server: ServerProcess) -> str:
     """A platform service's token."""
     return server.token("backend", "service")
-
-
-@pytest.fixture
-def unique() -> Callable[[str], str]:
-    """Names unique to one test, so tests sharing a server never meet."""
-    suffix = uuid.uuid4().hex[:10]
-    return lambda prefix: f"{prefix}{suffix}"
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import UNIT, repository
+from support.paths import repository
+from support.waiting import UNIT
 
 ROOT = repository()
 NODE_BIN = ROOT / "clients" / "node" / "node_modules" / ".bin"

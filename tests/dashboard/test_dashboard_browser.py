@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from harness import UNIT, ServerProcess, WsClient, repository, start_server
 from playwright.async_api import Browser, Page, async_playwright, expect
+from support.paths import repository
+from support.server import NO_LOAD_ALERTS, ServerProcess, start_server
+from support.waiting import UNIT
+from support.ws import WsClient
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = repository() / "test-artifacts"
@@ -42,11 +45,7 @@ def live() -> ServerProcess:
         env={
             "ROOMCAST_METRICS_INTERVAL": "0.5",
             "ROOMCAST_ALERT_MAX_CONNECTIONS": "3",
-            # Only the connection alert: a busy test machine must not add others.
-            "ROOMCAST_ALERT_CPU_PERCENT": "0",
-            "ROOMCAST_ALERT_MEMORY_PERCENT": "0",
-            "ROOMCAST_ALERT_LATENCY_P99_MS": "0",
-            "ROOMCAST_ALERT_ERROR_RATE": "0",
+            **NO_LOAD_ALERTS,
         }
     )
     yield server  # type: ignore[misc]

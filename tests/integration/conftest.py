@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
-from cluster_nodes import prefixed, start_nodes, stop_nodes
-from harness import ServerProcess, start_server
-from redis_harness import RedisProcess, start_redis
+from support.cluster import prefixed, start_nodes, stop_nodes
+from support.fixtures import server, unique
+from support.redis import RedisProcess, start_redis
+from support.server import ServerProcess
 
 from roomcast.v1 import admin_pb2_grpc, realtime_pb2_grpc
 
-
-@pytest.fixture(scope="session")
-def server() -> Iterator[ServerProcess]:
-    """One server shared by the tests that need no special settings."""
-    process = start_server()
-    yield process
-    assert process.stop() == 0, process.log
+__all__ = ["server", "unique"]  # defined once in support.fixtures; this folder's instances
 
 
 @pytest.fixture(scope="session")
@@ -41,19 +35,11 @@ def admin(channel: grpc.aio.Channel) -> admin_pb2_grpc.AdminServiceStub:
     return admin_pb2_grpc.AdminServiceStub(channel)
 
 
-@pytest.fixture
-def unique() -> Callable[[str], str]:
-    """Room names unique to one test, so tests sharing a server never meet."""
-    suffix = uuid.uuid4().hex[:10]
-    return lambda prefix: f"{prefix}{suffix}"
-
-
 @pytest.fixture(scope="session")
 def platform_redis() -> Iterator[RedisProcess]:
     """The `redis-server` of the shared multi-node platform (never the machine's own)."""
-    redis = start_redis()
-    yield redis
-    redis.stop()
+    with start_redis() as redis:
+        yield redis
 
 
 @pytest.fixture(scope="session")

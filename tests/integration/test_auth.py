@@ -23,26 +23,15 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from harness import UNIT, ServerProcess, bearer, start_server
+from support.grpc import Metadata, bearer
+from support.server import ServerProcess, serving
+from support.tokens import MISSING, SERVICE, claims
+from support.waiting import UNIT
 
 from roomcast.auth import mint_token
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 
-Metadata = tuple[tuple[str, str], ...]
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-def claims(**changes: Any) -> dict[str, Any]:
-    """A platform service's claims, valid for an hour; ``None`` drops a claim."""
-    now = int(time.time())
-    values: dict[str, Any] = {
-        "sub": "backend",
-        "roles": ["service"],
-        "iat": now,
-        "exp": now + 3600,
-        **changes,
-    }
-    return {key: value for key, value in values.items() if value is not None}
 
 
 def _b64(data: bytes) -> str:
@@ -113,7 +102,8 @@ class BadCredential:
 
 
 def _token(secret: str, **changes: Any) -> Metadata:
-    return bearer(jwt.encode(claims(**changes), secret, algorithm="HS256"))
+    """A platform service's token (``changes`` to its claims), as metadata."""
+    return bearer(jwt.encode(claims(SERVICE, **changes), secret, algorithm="HS256"))
 
 
 BAD_CREDENTIALS = [
@@ -139,12 +129,12 @@ BAD_CREDENTIALS = [
     ),
     BadCredential(
         "alg-none",
-        lambda s: bearer(handmade({"alg": "none", "typ": "JWT"}, claims(), None)),
+        lambda s: bearer(handmade({"alg": "none", "typ": "JWT"}, claims(SERVICE), None)),
         "algorithm",
     ),
     BadCredential(
         "alg-HS512",
-        lambda s: bearer(handmade({"alg": "HS512"}, claims(), s.encode(), "sha512")),
+        lambda s: bearer(handmade({"alg": "HS512"}, claims(SERVICE), s.encode(), "sha512")),
         "algorithm",
     ),
     BadCredential(
@@ -160,16 +150,16 @@ BAD_CREDENTIALS = [
     BadCredential(
         "tenant-malformed", lambda s: _token(s, roles=["user"], tenant_id="acme corp"), "tenant_id"
     ),
-    BadCredential("roles-missing", lambda s: _token(s, roles=None), "roles"),
+    BadCredential("roles-missing", lambda s: _token(s, roles=MISSING), "roles"),
     BadCredential("roles-not-a-list", lambda s: _token(s, roles="service"), "roles"),
     BadCredential("roles-empty", lambda s: _token(s, roles=[]), "roles"),
     BadCredential("roles-unknown-only", lambda s: _token(s, roles=["admin", "owner"]), "roles"),
-    BadCredential("sub-missing", lambda s: _token(s, sub=None), "'sub'"),
+    BadCredential("sub-missing", lambda s: _token(s, sub=MISSING), "'sub'"),
     BadCredential("sub-with-space", lambda s: _token(s, sub="back end"), "sub"),
     BadCredential("sub-with-dot", lambda s: _token(s, sub="back.end"), "sub"),
     BadCredential("sub-non-ascii", lambda s: _token(s, sub="bäckend"), "sub"),
     BadCredential("sub-too-long", lambda s: _token(s, sub="b" * 65), "sub"),
-    BadCredential("exp-missing", lambda s: _token(s, exp=None), "'exp'"),
+    BadCredential("exp-missing", lambda s: _token(s, exp=MISSING), "'exp'"),
     BadCredential(
         "not-yet-valid", lambda s: _token(s, nbf=int(time.time()) + 3600), "cannot be verified"
     ),
@@ -239,9 +229,8 @@ class KeyServer:
 def _key_server(path: Path, key: PrivateKey) -> Iterator[KeyServer]:
     pem = public_pem(key)
     path.write_bytes(pem)
-    process = start_server("--jwt-public-key", str(path), secret=None)
-    yield KeyServer(process, key, pem)
-    assert process.stop() == 0, process.log
+    with serving("--jwt-public-key", str(path), secret=None) as process:
+        yield KeyServer(process, key, pem)
 
 
 @pytest.fixture(scope="module")
@@ -259,7 +248,7 @@ def es256_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyServer
 
 
 async def test_rs256_token_signed_with_the_key_is_accepted(rs256_server: KeyServer) -> None:
-    token = jwt.encode(claims(), rs256_server.key, algorithm="RS256")
+    token = jwt.encode(claims(SERVICE), rs256_server.key, algorithm="RS256")
     async with rs256_server.process.channel() as channel:
         for kind in RPC_KINDS:
             assert await call(kind, channel, bearer(token))
@@ -268,11 +257,14 @@ async def test_rs256_token_signed_with_the_key_is_accepted(rs256_server: KeyServ
 def _rs256_forgeries(server: KeyServer) -> list[tuple[str, str]]:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return [
-        ("another RSA key", jwt.encode(claims(), other, algorithm="RS256")),
+        ("another RSA key", jwt.encode(claims(SERVICE), other, algorithm="RS256")),
         # The classic confusion attack: HMAC keyed with the (public) PEM text.
-        ("HS256 keyed with the public key", handmade({"alg": "HS256"}, claims(), server.pem)),
+        (
+            "HS256 keyed with the public key",
+            handmade({"alg": "HS256"}, claims(SERVICE), server.pem),
+        ),
         ("HS256 with some secret", mint_token("x" * 32, subject="a", roles=["service"])),
-        ("alg none", handmade({"alg": "none"}, claims(), None)),
+        ("alg none", handmade({"alg": "none"}, claims(SERVICE), None)),
     ]
 
 
@@ -285,14 +277,14 @@ async def test_rs256_forgeries_are_unauthenticated(rs256_server: KeyServer) -> N
 
 
 async def test_hs256_with_public_key_says_algorithm_not_accepted(rs256_server: KeyServer) -> None:
-    token = handmade({"alg": "HS256", "typ": "JWT"}, claims(), rs256_server.pem)
+    token = handmade({"alg": "HS256", "typ": "JWT"}, claims(SERVICE), rs256_server.pem)
     async with rs256_server.process.channel() as channel:
         details = await refused("Publish", channel, bearer(token))
     assert details == "token algorithm is not accepted"
 
 
 async def test_es256_token_signed_with_the_key_is_accepted(es256_server: KeyServer) -> None:
-    token = jwt.encode(claims(), es256_server.key, algorithm="ES256")
+    token = jwt.encode(claims(SERVICE), es256_server.key, algorithm="ES256")
     async with es256_server.process.channel() as channel:
         response = await call("Publish", channel, bearer(token))
     assert response.offset >= 1
@@ -302,7 +294,7 @@ async def test_es256_token_signed_with_another_key_is_unauthenticated(
     es256_server: KeyServer,
 ) -> None:
     other = ec.generate_private_key(ec.SECP256R1())
-    token = jwt.encode(claims(), other, algorithm="ES256")
+    token = jwt.encode(claims(SERVICE), other, algorithm="ES256")
     async with es256_server.process.channel() as channel:
         details = await refused("Publish", channel, bearer(token))
     assert details == "token signature does not verify"
@@ -320,7 +312,7 @@ async def test_token_of_the_other_asymmetric_algorithm_is_unauthenticated(
         if alg == "ES256"
         else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
-    token = jwt.encode(claims(), signer, algorithm=alg)
+    token = jwt.encode(claims(SERVICE), signer, algorithm=alg)
     async with server.process.channel() as channel:
         await refused("Publish", channel, bearer(token))
 
@@ -334,9 +326,8 @@ ISSUER = "https://issuer.test"
 @pytest.fixture(scope="module")
 def claims_server() -> Iterator[ServerProcess]:
     """A server that requires aud=roomcast and iss=https://issuer.test."""
-    process = start_server("--jwt-audience", AUDIENCE, "--jwt-issuer", ISSUER)
-    yield process
-    assert process.stop() == 0, process.log
+    with serving("--jwt-audience", AUDIENCE, "--jwt-issuer", ISSUER) as process:
+        yield process
 
 
 @pytest.mark.parametrize(
@@ -350,7 +341,7 @@ def claims_server() -> Iterator[ServerProcess]:
 async def test_accepted_audience_and_issuer(
     claims_server: ServerProcess, aud: str | list[str], iss: str
 ) -> None:
-    token = jwt.encode(claims(aud=aud, iss=iss), claims_server.secret, algorithm="HS256")
+    token = jwt.encode(claims(SERVICE, aud=aud, iss=iss), claims_server.secret, algorithm="HS256")
     async with claims_server.channel() as channel:
         for kind in RPC_KINDS:
             assert await call(kind, channel, bearer(token))
@@ -361,9 +352,9 @@ async def test_accepted_audience_and_issuer(
     [
         ("other", ISSUER, "token audience is not accepted"),
         (["other", "another"], ISSUER, "token audience is not accepted"),
-        (None, ISSUER, "token has no 'aud' claim"),
+        (MISSING, ISSUER, "token has no 'aud' claim"),
         (AUDIENCE, "https://evil.test", "token issuer is not accepted"),
-        (AUDIENCE, None, "token has no 'iss' claim"),
+        (AUDIENCE, MISSING, "token has no 'iss' claim"),
     ],
     ids=["wrong-aud", "wrong-aud-list", "missing-aud", "wrong-iss", "missing-iss"],
 )
@@ -371,11 +362,11 @@ async def test_accepted_audience_and_issuer(
 async def test_refused_audience_and_issuer(
     claims_server: ServerProcess,
     kind: str,
-    aud: str | list[str] | None,
-    iss: str | None,
+    aud: str | list[str],  # or MISSING
+    iss: str,  # or MISSING
     says: str,
 ) -> None:
-    token = jwt.encode(claims(aud=aud, iss=iss), claims_server.secret, algorithm="HS256")
+    token = jwt.encode(claims(SERVICE, aud=aud, iss=iss), claims_server.secret, algorithm="HS256")
     async with claims_server.channel() as channel:
         details = await refused(kind, channel, bearer(token))
     assert details == says

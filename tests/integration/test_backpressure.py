@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 import grpc
 import psutil
 import pytest
-from harness import UNIT, ServerProcess, Stream, bearer, payload, start_server
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess, serving
+from support.waiting import UNIT
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
@@ -16,9 +18,8 @@ BUFFER = 256 * 1024
 
 @pytest.fixture(scope="module")
 async def small_buffer_server() -> AsyncIterator[ServerProcess]:
-    process = start_server(env={"ROOMCAST_SUBSCRIBER_BUFFER_BYTES": str(BUFFER)})
-    yield process
-    assert process.stop() == 0, process.log
+    with serving(env={"ROOMCAST_SUBSCRIBER_BUFFER_BYTES": str(BUFFER)}) as process:
+        yield process
 
 
 async def test_stalled_reader_is_ended_and_memory_stays_bounded(

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import UNIT, ServerProcess
+from support.server import ServerProcess
+from support.waiting import UNIT
 
 from roomcast.auth import Role, TokenVerifier
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from cluster_nodes import eventually, join, metrics, node_id, websockets
-from harness import UNIT, ServerProcess, bearer, payload
+from support.cluster import metrics, node_id
+from support.grpc import bearer, payload
+from support.server import ServerProcess
+from support.waiting import UNIT, eventually
+from support.ws import join, websockets
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 

@@ -11,8 +11,10 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from cluster_nodes import join, websockets
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, payload
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess
+from support.waiting import UNIT
+from support.ws import WsClient, join, websockets
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 

@@ -2,7 +2,7 @@
 
 Two nodes of their own (A survives, K is killed) share the session's Redis
 under a fresh prefix, with presence entries valid for 3 s without a refresh
-(``cluster_nodes.FAST``) and heartbeats every 0.5 s.
+(``support.cluster.FAST``) and heartbeats every 0.5 s.
 """
 
 from __future__ import annotations
@@ -11,19 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from cluster_nodes import (
-    FAST,
-    eventually,
-    join,
-    metrics,
-    node_id,
-    prefixed,
-    start_nodes,
-    stop_nodes,
-    websockets,
-)
-from harness import UNIT, ServerProcess, WsClient, bearer, payload
-from redis_harness import RedisProcess
+from support.cluster import FAST, metrics, node_id, prefixed, start_nodes, stop_nodes
+from support.grpc import bearer, payload
+from support.redis import RedisProcess
+from support.server import ServerProcess
+from support.waiting import UNIT, eventually
+from support.ws import WsClient, join, websockets
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cluster_nodes import eventually, join, websockets
-from harness import ServerProcess, bearer
+from support.grpc import bearer
+from support.server import ServerProcess
+from support.waiting import eventually
+from support.ws import join, websockets
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc
 

@@ -17,22 +17,14 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from cluster_nodes import (
-    eventually,
-    health,
-    join,
-    metrics,
-    node_id,
-    prefixed,
-    readyz,
-    start_nodes,
-    stop_nodes,
-    websockets,
-)
 from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, payload
-from redis_harness import RedisProcess, start_redis
+from support.cluster import health, metrics, node_id, prefixed, readyz, start_nodes, stop_nodes
+from support.grpc import Stream, bearer, payload
+from support.redis import RedisProcess, start_redis
+from support.server import ServerProcess
+from support.waiting import UNIT, eventually
+from support.ws import WsClient, join, websockets
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 
@@ -43,9 +35,8 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 @pytest.fixture(scope="module")
 def redis() -> Iterator[RedisProcess]:
     """This module's own Redis: the tests kill it."""
-    server = start_redis()
-    yield server
-    server.stop()
+    with start_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

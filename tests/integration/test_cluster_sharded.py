@@ -12,18 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from cluster_nodes import (
-    eventually,
-    join,
-    metrics,
-    node_id,
-    prefixed,
-    start_nodes,
-    stop_nodes,
-    websockets,
-)
-from harness import ServerProcess, WsClient, bearer, payload
-from redis_harness import RedisClusterProcesses, start_cluster
+from support.cluster import metrics, node_id, prefixed, start_nodes, stop_nodes
+from support.grpc import bearer, payload
+from support.redis import RedisClusterProcesses, start_cluster
+from support.server import ServerProcess
+from support.waiting import eventually
+from support.ws import WsClient, join, websockets
 
 from roomcast.brokers.redis_keys import KeySpace, slot_of
 from roomcast.rooms import Room, RoomName, TenantId
@@ -35,9 +29,8 @@ EVENTS = 30
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RedisClusterProcesses]:
     """A Redis Cluster of 3 masters of this module's own."""
-    redis = start_cluster(3)
-    yield redis
-    redis.stop()
+    with start_cluster(3) as redis:
+        yield redis
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import pytest
-from cluster_nodes import FAST, eventually, join, metrics, node_id, prefixed, websockets
-from harness import SECRET, UNIT, ServerProcess, WsClient, bearer, payload, start_server
-from redis_harness import RedisProcess
+from support.cluster import FAST, metrics, node_id, prefixed
+from support.grpc import bearer, payload
+from support.redis import RedisProcess
+from support.server import ServerProcess, start_server
+from support.tokens import SECRET
+from support.waiting import UNIT, eventually
+from support.ws import WsClient, join, websockets
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 

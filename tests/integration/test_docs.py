@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, WsClient, bearer, repository, start_server
+from support.grpc import bearer
+from support.paths import repository
+from support.server import NO_LOAD_ALERTS, ServerProcess, serving
+from support.waiting import UNIT, eventually
+from support.ws import WsClient
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc
 
@@ -132,12 +136,12 @@ class LiveClients:
         async with self.server.channel() as channel:
             admin = admin_pb2_grpc.AdminServiceStub(channel)
             metadata = bearer(self.server.token("root", "super_admin"))
-            async with asyncio.timeout(10 * UNIT):
-                while True:
-                    reply = await admin.GetAlerts(admin_pb2.GetAlertsRequest(), metadata=metadata)
-                    if len(reply.firing) == firing:
-                        return
-                    await asyncio.sleep(0.1 * UNIT)
+
+            async def reported() -> bool:
+                reply = await admin.GetAlerts(admin_pb2.GetAlertsRequest(), metadata=metadata)
+                return len(reply.firing) == firing
+
+            await eventually(reported, every=0.1 * UNIT)
 
     async def before(self, recipe: str) -> None:
         if self.alerts and "AdminService/GetAlerts" in recipe:
@@ -203,18 +207,14 @@ def fresh_server() -> Iterator[ServerProcess]:
     then: the rules on load (CPU, memory, latency, errors) are off, so that a
     busy machine does not add alerts to the documented response.
     """
-    process = start_server(
+    with serving(
         env={
             "ROOMCAST_METRICS_INTERVAL": "0.2",
             "ROOMCAST_ALERT_MAX_CONNECTIONS": "1",
-            "ROOMCAST_ALERT_CPU_PERCENT": "0",
-            "ROOMCAST_ALERT_MEMORY_PERCENT": "0",
-            "ROOMCAST_ALERT_LATENCY_P99_MS": "0",
-            "ROOMCAST_ALERT_ERROR_RATE": "0",
+            **NO_LOAD_ALERTS,
         }
-    )
-    yield process
-    assert process.stop() == 0, process.log
+    ) as process:
+        yield process
 
 
 async def test_recipes_in_order_print_the_documented_responses(

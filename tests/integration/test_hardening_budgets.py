@@ -21,7 +21,10 @@ from typing import Any
 import grpc
 import psutil
 import pytest
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, eventually, start_server
+from support.grpc import Stream, bearer
+from support.server import ServerProcess, serving
+from support.waiting import UNIT, eventually
+from support.ws import WsClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -36,9 +39,8 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    process = start_server(env={"ROOMCAST_WS_DRAIN_TIMEOUT": "3"})
-    yield process
-    assert process.stop() == 0, process.log
+    with serving(env={"ROOMCAST_WS_DRAIN_TIMEOUT": "3"}) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
@@ -316,10 +318,9 @@ async def test_subscribe_since_is_capped(server: ServerProcess) -> None:
 
 
 async def test_presence_pages_with_tokens() -> None:
-    server = start_server(
+    with serving(
         env={"ROOMCAST_WS_MAX_REPLY_BYTES": "300", "ROOMCAST_MAX_REPLY_BYTES": "300"}
-    )
-    try:
+    ) as server:
         members = []
         for n in range(7):
             member = await WsClient.connect(server, server.token(f"u{n}", "user", tenant="acme"))
@@ -357,8 +358,6 @@ async def test_presence_pages_with_tokens() -> None:
             assert listed == seen
         for member in members:
             await member.close()
-    finally:
-        assert server.stop() == 0, server.log
 
 
 def scrape(server: ServerProcess, token: str) -> str:
@@ -371,10 +370,9 @@ def scrape(server: ServerProcess, token: str) -> str:
 
 async def test_over_the_memory_ceiling_the_node_refuses_instead_of_growing() -> None:
     # A ceiling under what any process holds: the guard is over at its first sample.
-    server = start_server(
+    with serving(
         env={"ROOMCAST_MEMORY_LIMIT_BYTES": str(MiB), "ROOMCAST_METRICS_TOKEN": "scrape"}
-    )
-    try:
+    ) as server:
         # The guard is over from its first sample, 0.25 s after the start.
         token = server.token("alice", "user", tenant="acme")
         client = await WsClient.connect(server, token, via="query")
@@ -400,5 +398,3 @@ async def test_over_the_memory_ceiling_the_node_refuses_instead_of_growing() -> 
         # Both refusals are counted.
         exposition = await asyncio.to_thread(scrape, server, "scrape")
         assert re.search(r"^roomcast_overloaded_total\{[^}]*\} 2\.0$", exposition, re.M)
-    finally:
-        assert server.stop() == 0, server.log

@@ -20,8 +20,11 @@ import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, start_server
-from nesting import depth, encoded_lists, encoded_objects, nested_lists, nested_objects
+from support.grpc import Stream, bearer
+from support.nesting import depth, encoded_lists, encoded_objects, nested_lists, nested_objects
+from support.server import ServerProcess, serving
+from support.waiting import UNIT
+from support.ws import WsClient
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2
 from roomcast.wire import field_bytes
@@ -73,9 +76,10 @@ class Watchers:
 
 @pytest.fixture(scope="module")
 def server() -> Any:
-    process = start_server(env={"ROOMCAST_WS_ABUSE_LIMIT": "1000", "ROOMCAST_WS_RATE_BURST": "500"})
-    yield process
-    assert process.stop() == 0, process.log
+    with serving(
+        env={"ROOMCAST_WS_ABUSE_LIMIT": "1000", "ROOMCAST_WS_RATE_BURST": "500"}
+    ) as process:
+        yield process
 
 
 @pytest.fixture

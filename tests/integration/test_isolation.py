@@ -14,7 +14,8 @@ from enum import Enum
 
 import grpc
 import pytest
-from harness import ServerProcess, Stream, bearer, payload
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess
 
 from roomcast.policy import BUILTIN_RULES
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, event_pb2, realtime_pb2, realtime_pb2_grpc

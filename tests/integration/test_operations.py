@@ -12,8 +12,11 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, payload, start_server
 from prometheus_client.parser import text_string_to_metric_families
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess, serving
+from support.waiting import UNIT
+from support.ws import WsClient
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 
@@ -23,16 +26,15 @@ INTERVAL = 0.5
 @pytest.fixture(scope="module")
 def watched() -> Iterator[ServerProcess]:
     """A server that samples twice a second and alerts at 3 connections (2 per tenant)."""
-    server = start_server(
+    with serving(
         env={
             "ROOMCAST_METRICS_INTERVAL": str(INTERVAL),
             "ROOMCAST_ALERT_MAX_CONNECTIONS": "3",
             "ROOMCAST_ALERT_TENANT_CONNECTIONS": "2",
             "ROOMCAST_METRICS_TOKEN": "scrape-secret",
         }
-    )
-    yield server
-    assert server.stop() == 0, server.log
+    ) as server:
+        yield server
 
 
 async def confirmed(server: ServerProcess, sub: str, *roles: str, tenant: str | None) -> WsClient:

@@ -24,7 +24,10 @@ from typing import Any
 
 import grpc
 import pytest
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, payload
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess
+from support.waiting import UNIT
+from support.ws import WsClient
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 

@@ -16,7 +16,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, WsClient, bearer, payload, repository, start_server
+from support.grpc import bearer, payload
+from support.paths import repository
+from support.server import ServerProcess, serving
+from support.waiting import UNIT
+from support.ws import WsClient
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
@@ -129,8 +133,7 @@ async def test_example_conversation(index: int) -> None:
     block = blocks()[index]
     lines = block.splitlines()
     stage = STAGES[lines[0].lstrip("# ")]
-    server = start_server()
-    try:
+    with serving() as server:
         values = {"TOKEN": server.token("alice", "user", tenant="acme")}
         after = await stage(server, values)
         client = await WsClient.connect(server, None)
@@ -155,8 +158,6 @@ async def test_example_conversation(index: int) -> None:
                 received += 1
                 await after(received)
         await client.close()
-    finally:
-        assert server.stop() == 0, server.log
 
 
 def test_matches_wildcards_but_not_missing_keys() -> None:

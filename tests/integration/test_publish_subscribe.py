@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from harness import ServerProcess, Stream, bearer, payload
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 

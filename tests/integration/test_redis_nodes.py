@@ -7,13 +7,14 @@ grpcio channels, one to each node.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 import pytest
-from harness import ServerProcess, Stream, bearer, payload, start_server
-from redis_harness import RedisProcess, start_redis
+from support.cluster import prefixed
+from support.grpc import Stream, bearer, payload
+from support.redis import RedisProcess, start_redis
+from support.server import ServerProcess, start_server
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 
@@ -21,15 +22,14 @@ from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_gr
 @pytest.fixture(scope="module")
 def redis_for_nodes() -> Iterator[RedisProcess]:
     """The Redis both nodes use."""
-    server = start_redis()
-    yield server
-    server.stop()
+    with start_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def nodes(redis_for_nodes: RedisProcess) -> Iterator[tuple[ServerProcess, ServerProcess]]:
     """Node A and node B, one platform through Redis."""
-    url = f"{redis_for_nodes.url}?prefix=it{uuid.uuid4().hex[:8]}"
+    url = prefixed(redis_for_nodes.url)
     a = start_server("--broker", url)
     try:
         b = start_server("--broker", url)
@@ -49,13 +49,6 @@ async def channels(
     a, b = nodes
     async with a.channel() as to_a, b.channel() as to_b:
         yield to_a, to_b
-
-
-@pytest.fixture
-def unique() -> Callable[[str], str]:
-    """Room names unique to one test."""
-    suffix = uuid.uuid4().hex[:10]
-    return lambda prefix: f"{prefix}{suffix}"
 
 
 async def test_a_publish_on_node_a_reaches_a_subscriber_on_node_b_in_order(

@@ -24,10 +24,13 @@ import grpc
 import jwt
 import pytest
 from google.protobuf.json_format import MessageToDict
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, payload, start_server
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 from prometheus_client.parser import text_string_to_metric_families
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess, serving
+from support.waiting import UNIT
+from support.ws import WsClient
 from websockets.asyncio.client import connect
 
 from roomcast.auth import mint_token
@@ -59,22 +62,20 @@ def geoip_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def guarded(geoip_database: Path) -> Iterator[ServerProcess]:
     """A server behind a "proxy" on 127.0.0.1, with the GeoIP database."""
-    server = start_server(
+    with serving(
         env={
             "ROOMCAST_TRUSTED_PROXIES": "127.0.0.1, ::1",
             "ROOMCAST_GEOIP_DATABASE": str(geoip_database),
         }
-    )
-    yield server
-    assert server.stop() == 0, server.log
+    ) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def untrusting() -> Iterator[ServerProcess]:
     """A server with the defaults: it trusts no proxy."""
-    server = start_server()
-    yield server
-    assert server.stop() == 0, server.log
+    with serving() as server:
+        yield server
 
 
 def bad_tokens(server: ServerProcess, sub: str = "mallory") -> dict[str, str | None]:

@@ -7,7 +7,9 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import UNIT, Stream, bearer, start_server
+from support.grpc import Stream, bearer
+from support.server import start_server
+from support.waiting import UNIT
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 

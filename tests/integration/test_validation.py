@@ -14,7 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf.struct_pb2 import Struct
-from harness import ServerProcess, Stream, bearer, payload, start_server
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess, serving
 
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, event_pb2, realtime_pb2, realtime_pb2_grpc
 
@@ -555,9 +556,8 @@ def archive_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
         'publish = ["any_service"]\n'
         "history_size = 2000\n"
     )
-    process = start_server("--policy", str(policy))
-    yield process
-    assert process.stop() == 0, process.log
+    with serving("--policy", str(policy)) as process:
+        yield process
 
 
 async def test_history_page_is_at_most_1000(archive_server: ServerProcess) -> None:

@@ -12,7 +12,10 @@ import urllib.request
 
 import jwt
 import pytest
-from harness import SECRET, UNIT, ServerProcess, WsClient, start_server
+from support.server import ServerProcess, serving
+from support.tokens import SECRET
+from support.waiting import UNIT
+from support.ws import WsClient
 
 from roomcast.auth import mint_token
 
@@ -57,7 +60,7 @@ async def test_own_rooms_follow_the_roles(
 
 
 async def test_own_rooms_receive_events_at_once(server: ServerProcess) -> None:
-    from harness import bearer, payload
+    from support.grpc import bearer, payload
 
     from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
@@ -130,18 +133,14 @@ async def test_garbage_first_frame_closes_with_4001(server: ServerProcess) -> No
 
 
 async def test_no_auth_frame_in_time_closes_with_4001() -> None:
-    server = start_server(env={"ROOMCAST_WS_AUTH_TIMEOUT": "0.5"})
-    try:
+    with serving(env={"ROOMCAST_WS_AUTH_TIMEOUT": "0.5"}) as server:
         client = await WsClient.connect(server, None)
         assert await client.closed(5 * UNIT) == 4001
         assert "no auth frame within 0.5 seconds" in client.close_reason
-    finally:
-        assert server.stop() == 0
 
 
 async def test_expiring_token_is_announced_and_can_be_refreshed() -> None:
-    server = start_server(env={"ROOMCAST_TOKEN_EXPIRY_NOTICE": "2"})
-    try:
+    with serving(env={"ROOMCAST_TOKEN_EXPIRY_NOTICE": "2"}) as server:
         short = server.token("alice", "user", tenant="acme", ttl=3)
         client = await WsClient.connect(server, short)
         await client.next("connection.confirmed")
@@ -155,19 +154,14 @@ async def test_expiring_token_is_announced_and_can_be_refreshed() -> None:
         await asyncio.sleep(3 * UNIT)  # past the old token's exp
         assert (await client.request({"type": "ping"}))["type"] == "pong"
         await client.close()
-    finally:
-        assert server.stop() == 0
 
 
 async def test_token_not_refreshed_closes_with_4002() -> None:
-    server = start_server(env={"ROOMCAST_TOKEN_EXPIRY_NOTICE": "1"})
-    try:
+    with serving(env={"ROOMCAST_TOKEN_EXPIRY_NOTICE": "1"}) as server:
         client = await WsClient.connect(server, server.token("alice", "user", tenant="acme", ttl=2))
         await client.next("connection.confirmed")
         await client.next("token.expiring", 5 * UNIT)
         assert await client.closed(6 * UNIT) == 4002
-    finally:
-        assert server.stop() == 0
 
 
 async def test_refresh_must_keep_the_identity_and_verify(server: ServerProcess) -> None:
@@ -184,8 +178,7 @@ async def test_refresh_must_keep_the_identity_and_verify(server: ServerProcess) 
 
 
 async def test_connections_per_user_are_limited() -> None:
-    server = start_server(env={"ROOMCAST_MAX_CONNECTIONS_PER_USER": "2"})
-    try:
+    with serving(env={"ROOMCAST_MAX_CONNECTIONS_PER_USER": "2"}) as server:
         token = server.token("alice", "user", tenant="acme")
         first, second = [await WsClient.connect(server, token) for _ in range(2)]
         for client in (first, second):
@@ -201,13 +194,10 @@ async def test_connections_per_user_are_limited() -> None:
         await again.next("connection.confirmed")  # a freed slot is usable again
         for client in (second, other_user, again):
             await client.close()
-    finally:
-        assert server.stop() == 0
 
 
 async def test_connections_per_tenant_are_limited() -> None:
-    server = start_server(env={"ROOMCAST_MAX_CONNECTIONS_PER_TENANT": "1"})
-    try:
+    with serving(env={"ROOMCAST_MAX_CONNECTIONS_PER_TENANT": "1"}) as server:
         alice = await WsClient.connect(server, server.token("alice", "user", tenant="acme"))
         await alice.next("connection.confirmed")
         bob = await WsClient.connect(server, server.token("bob", "user", tenant="acme"))
@@ -216,8 +206,6 @@ async def test_connections_per_tenant_are_limited() -> None:
         await globex.next("connection.confirmed")
         for client in (alice, globex):
             await client.close()
-    finally:
-        assert server.stop() == 0
 
 
 def http_get(server: ServerProcess, path: str) -> tuple[int, str]:

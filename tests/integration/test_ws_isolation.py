@@ -4,14 +4,16 @@ refused, and rooms of the same name in two tenants never meet.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator
 
 import pytest
-from harness import UNIT, ServerProcess, WsClient, bearer, payload
+from support.grpc import bearer, payload
+from support.server import ServerProcess
+from support.waiting import UNIT
+from support.ws import Open, websockets
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
-
-Connect = Callable[..., Awaitable[WsClient]]
 
 # (sub, roles, tenant) of the callers in the matrix.
 CALLERS = {
@@ -38,23 +40,15 @@ MATRIX: list[tuple[str, set[str]]] = [
 
 
 @pytest.fixture
-async def connect(server: ServerProcess) -> AsyncIterator[Connect]:
-    opened: list[WsClient] = []
-
-    async def open_client(sub: str, *roles: str, tenant: str | None) -> WsClient:
-        client = await WsClient.connect(server, server.token(sub, *roles, tenant=tenant))
-        await client.next("connection.confirmed")
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        await client.close()
+async def connect(server: ServerProcess) -> AsyncIterator[Open]:
+    """``await connect(sub, *roles, tenant=…)``: confirmed clients, closed after the test."""
+    async with websockets() as open_client:
+        yield functools.partial(open_client, server)
 
 
 @pytest.mark.parametrize("caller", list(CALLERS))
 @pytest.mark.parametrize(("room", "allowed"), MATRIX, ids=[m[0] for m in MATRIX])
-async def test_join_matrix(connect: Connect, caller: str, room: str, allowed: set[str]) -> None:
+async def test_join_matrix(connect: Open, caller: str, room: str, allowed: set[str]) -> None:
     sub, roles, tenant = CALLERS[caller]
     client = await connect(sub, *roles, tenant=tenant)
     reply = await client.request({"type": "join_room", "room": room})
@@ -73,7 +67,7 @@ async def test_join_matrix(connect: Connect, caller: str, room: str, allowed: se
 
 
 async def test_same_room_name_in_two_tenants_never_meets(
-    server: ServerProcess, connect: Connect
+    server: ServerProcess, connect: Open
 ) -> None:
     alice = await connect("alice", "user", tenant="acme")
     gus = await connect("gus", "user", tenant="globex")
@@ -101,7 +95,7 @@ async def test_same_room_name_in_two_tenants_never_meets(
     assert [m["user_id"] for m in members["members"]] == ["alice"]
 
 
-async def test_global_rooms_are_shared_across_tenants(connect: Connect) -> None:
+async def test_global_rooms_are_shared_across_tenants(connect: Open) -> None:
     alice = await connect("alice", "user", tenant="acme")
     gus = await connect("gus", "user", tenant="globex")
     for client in (alice, gus):
@@ -111,7 +105,7 @@ async def test_global_rooms_are_shared_across_tenants(connect: Connect) -> None:
     assert event["sender"]["tenant_id"] == "globex"
 
 
-async def test_another_tenants_user_cannot_be_named(connect: Connect) -> None:
+async def test_another_tenants_user_cannot_be_named(connect: Open) -> None:
     alice = await connect("alice", "user", tenant="acme")
     # user.gus.private of acme is not gus of globex's room, and not alice's either.
     refused = await alice.request({"type": "join_room", "room": "user.gus.private"})

@@ -7,15 +7,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from harness import UNIT, ServerProcess, WsClient, bearer, payload, start_server
+from support.grpc import bearer, payload
+from support.server import ServerProcess, serving, start_server
+from support.waiting import UNIT
+from support.ws import WsClient, confirmed
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
-
-
-async def confirmed(server: ServerProcess, sub: str = "alice", **options: object) -> WsClient:
-    client = await WsClient.connect(server, server.token(sub, "user", tenant="acme"), **options)
-    await client.next("connection.confirmed")
-    return client
 
 
 async def test_rate_limit_refuses_frames_but_keeps_the_connection(server: ServerProcess) -> None:
@@ -33,16 +30,13 @@ async def test_rate_limit_refuses_frames_but_keeps_the_connection(server: Server
 
 
 async def test_sustained_abuse_closes_with_4101() -> None:
-    server = start_server(env={"ROOMCAST_WS_ABUSE_LIMIT": "5", "ROOMCAST_WS_RATE_BURST": "100"})
-    try:
+    with serving(env={"ROOMCAST_WS_ABUSE_LIMIT": "5", "ROOMCAST_WS_RATE_BURST": "100"}) as server:
         client = await confirmed(server)
         for _ in range(20):
             await client.send({"type": "no-such-frame"})
         assert await client.closed() == 4101
         # Five refusals are allowed; the sixth is answered, then the connection closed.
         assert len(client.of_type("error")) == 6
-    finally:
-        assert server.stop() == 0
 
 
 async def test_malformed_frames_get_bad_request(server: ServerProcess) -> None:
@@ -84,8 +78,7 @@ async def test_payload_over_64_kib_encoded_is_refused_not_closed(server: ServerP
 
 
 async def test_rooms_per_connection_are_limited() -> None:
-    server = start_server(env={"ROOMCAST_WS_MAX_ROOMS": "6"})  # 4 own rooms + 2
-    try:
+    with serving(env={"ROOMCAST_WS_MAX_ROOMS": "6"}) as server:  # 4 own rooms + 2
         client = await confirmed(server)
         for name in ("chat.a", "chat.b"):
             assert (await client.request({"type": "join_room", "room": name}))["type"] == (
@@ -98,13 +91,10 @@ async def test_rooms_per_connection_are_limited() -> None:
             "room_joined"
         )
         await client.close()
-    finally:
-        assert server.stop() == 0
 
 
 async def test_a_stalled_reader_is_closed_with_4100_and_others_keep_up() -> None:
-    server = start_server(env={"ROOMCAST_WS_SEND_BUFFER_BYTES": "262144"})
-    try:
+    with serving(env={"ROOMCAST_WS_SEND_BUFFER_BYTES": "262144"}) as server:
         # The stalled client reads nothing: with max_queue=1 its library stops
         # reading the socket once one message waits, so the server's buffer grows.
         stalled = await WsClient.connect(
@@ -151,8 +141,6 @@ async def test_a_stalled_reader_is_closed_with_4100_and_others_keep_up() -> None
         close_code = stalled.websocket.close_code
         assert close_code == 4100
         await healthy.close()
-    finally:
-        assert server.stop() == 0
 
 
 async def test_shutdown_closes_every_connection_with_4200() -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from harness import UNIT, ServerProcess, WsClient, bearer, payload, start_server
+from support.grpc import bearer, payload
+from support.server import ServerProcess, serving
+from support.waiting import UNIT
+from support.ws import WsClient
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
@@ -49,8 +52,7 @@ async def publish_all(server: ServerProcess, done: asyncio.Event) -> None:
 async def test_reconnect_with_since_loses_nothing_across_1000_events(tmp_path: Path) -> None:
     policy = tmp_path / "rooms.toml"
     policy.write_text(POLICY)
-    server = start_server("--policy", str(policy))
-    try:
+    with serving("--policy", str(policy)) as server:
         token = server.token("alice", "user", tenant="acme")
         seen: list[dict[str, object]] = []
         position: dict[str, object] | None = None
@@ -86,5 +88,3 @@ async def test_reconnect_with_since_loses_nothing_across_1000_events(tmp_path: P
         assert [event["payload"]["n"] for event in seen] == list(range(1, EVENTS + 1))
         assert [event["offset"] for event in seen] == list(range(1, EVENTS + 1))
         assert replayed > 0  # some came back through recovery, not live
-    finally:
-        assert server.stop() == 0

@@ -6,45 +6,30 @@ LeaveRoom. gRPC and WebSocket reach the same rooms in both directions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 import pytest
-from harness import UNIT, ServerProcess, Stream, WsClient, bearer, payload
+from support.grpc import Stream, bearer, payload
+from support.server import ServerProcess
+from support.waiting import UNIT
+from support.ws import Open, join, websockets
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
-Connect = Callable[..., Awaitable[WsClient]]
-
 
 @pytest.fixture
-async def connect(server: ServerProcess) -> AsyncIterator[Callable[..., Awaitable[WsClient]]]:
-    """Open confirmed clients; all are closed after the test."""
-    opened: list[WsClient] = []
-
-    async def open_client(sub: str, *roles: str, tenant: str | None = "acme") -> WsClient:
-        client = await WsClient.connect(
-            server, server.token(sub, *(roles or ("user",)), tenant=tenant)
-        )
-        await client.next("connection.confirmed")
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        await client.close()
-
-
-async def join(client: WsClient, room: str, **fields: object) -> dict[str, object]:
-    reply = await client.request({"type": "join_room", "room": room, **fields})
-    assert reply["type"] == "room_joined", reply
-    return reply
+async def connect(server: ServerProcess) -> AsyncIterator[Open]:
+    """``await connect(sub, *roles, tenant=…)``: confirmed clients, closed after the test."""
+    async with websockets() as open_client:
+        yield functools.partial(open_client, server)
 
 
 async def test_grpc_publish_reaches_websocket_members(
     server: ServerProcess,
-    connect: Connect,
+    connect: Open,
     realtime: realtime_pb2_grpc.RealtimeServiceStub,
     unique: Callable[[str], str],
 ) -> None:
@@ -72,7 +57,7 @@ async def test_grpc_publish_reaches_websocket_members(
 
 async def test_websocket_message_reaches_grpc_subscribers_with_the_senders_identity(
     server: ServerProcess,
-    connect: Connect,
+    connect: Open,
     channel: grpc.aio.Channel,
     unique: Callable[[str], str],
 ) -> None:
@@ -108,7 +93,7 @@ async def test_websocket_message_reaches_grpc_subscribers_with_the_senders_ident
 
 async def test_signals_never_reach_grpc_subscribers(
     server: ServerProcess,
-    connect: Connect,
+    connect: Open,
     channel: grpc.aio.Channel,
     unique: Callable[[str], str],
 ) -> None:
@@ -129,7 +114,7 @@ async def test_signals_never_reach_grpc_subscribers(
 
 
 async def test_send_to_several_rooms_checks_all_first(
-    connect: Connect, unique: Callable[[str], str]
+    connect: Open, unique: Callable[[str], str]
 ) -> None:
     first, second = unique("chat.a"), unique("chat.b")
     alice = await connect("alice")
@@ -151,9 +136,7 @@ async def test_send_to_several_rooms_checks_all_first(
         ("user.alice.private", "forbidden"),
     ],
 )
-async def test_clients_publish_only_where_members_may(
-    connect: Connect, room: str, code: str
-) -> None:
+async def test_clients_publish_only_where_members_may(connect: Open, room: str, code: str) -> None:
     alice = await connect("alice")
     refused = await alice.request({"type": "send_message", "event": "e.x", "rooms": [room]})
     assert (refused["type"], refused["code"]) == ("error", code)
@@ -163,7 +146,7 @@ async def test_clients_publish_only_where_members_may(
 
 async def test_leave_stops_delivery_and_leaving_twice_is_refused(
     server: ServerProcess,
-    connect: Connect,
+    connect: Open,
     realtime: realtime_pb2_grpc.RealtimeServiceStub,
     unique: Callable[[str], str],
 ) -> None:
@@ -184,7 +167,7 @@ async def test_leave_stops_delivery_and_leaving_twice_is_refused(
 
 
 async def test_presence_is_announced_on_join_leave_and_disconnect(
-    connect: Connect, unique: Callable[[str], str]
+    connect: Open, unique: Callable[[str], str]
 ) -> None:
     room = unique("chat.r")
     alice, bob, carol = [await connect(name) for name in ("alice", "bob", "carol")]
@@ -204,7 +187,7 @@ async def test_presence_is_announced_on_join_leave_and_disconnect(
     assert alice.of_type("presence.join")[0]["user"]["user_id"] == "bob"  # never its own
 
 
-async def test_presence_is_not_announced_in_own_rooms(connect: Connect) -> None:
+async def test_presence_is_not_announced_in_own_rooms(connect: Open) -> None:
     alice = await connect("alice")
     await connect("bob")  # both are in tenant.acme.users
     await alice.request({"type": "ping"})
@@ -215,7 +198,7 @@ async def test_presence_is_not_announced_in_own_rooms(connect: Connect) -> None:
 
 
 async def test_typing_goes_to_the_others_and_only_on_change(
-    connect: Connect, unique: Callable[[str], str]
+    connect: Open, unique: Callable[[str], str]
 ) -> None:
     room = unique("chat.r")
     alice, bob = await connect("alice"), await connect("bob")
@@ -233,7 +216,7 @@ async def test_typing_goes_to_the_others_and_only_on_change(
 
 
 async def test_cursor_updates_are_coalesced_latest_wins(
-    connect: Connect, unique: Callable[[str], str]
+    connect: Open, unique: Callable[[str], str]
 ) -> None:
     room = unique("document.d") + ".collaboration"
     alice, bob = await connect("alice"), await connect("bob")
@@ -260,7 +243,7 @@ async def test_cursor_updates_are_coalesced_latest_wins(
 
 async def test_join_room_from_a_backend_moves_live_connections(
     server: ServerProcess,
-    connect: Connect,
+    connect: Open,
     realtime: realtime_pb2_grpc.RealtimeServiceStub,
     unique: Callable[[str], str],
 ) -> None:
@@ -292,7 +275,7 @@ async def test_join_room_from_a_backend_moves_live_connections(
 
 async def test_join_room_never_crosses_tenants(
     server: ServerProcess,
-    connect: Connect,
+    connect: Open,
     realtime: realtime_pb2_grpc.RealtimeServiceStub,
     unique: Callable[[str], str],
 ) -> None:

@@ -36,7 +36,7 @@ def expected(outcomes: list[Outcome]) -> realtime_pb2.PublishBatchResponse:
     for outcome in expand(outcomes):
         result = response.results.add()
         if isinstance(outcome, RoomcastError):
-            result.error.code = outcome.status.name
+            result.error.code = outcome.status
             result.error.message = outcome.message
         else:
             result.published.offset = outcome.offset

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.struct_pb2 import Struct
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import PROPERTY, attempt, json_objects, mutations
+from support.strategies import PROPERTY, attempt, json_objects, mutations
 
 from roomcast.metrics import Collector
 from roomcast.rpc.admin import AdminServicer, add_admin_service

@@ -7,7 +7,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from hypothesis import given
 from hypothesis import strategies as st
-from nesting import nested_lists, nested_objects
+from support.nesting import nested_lists, nested_objects
 
 from roomcast.rpc.payloads import read_publish, read_publish_batch
 from roomcast.v1 import event_pb2, realtime_pb2

@@ -17,8 +17,8 @@ from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from hypothesis import given
 from hypothesis import strategies as st
-from nesting import depth
-from strategies import (
+from support.nesting import depth
+from support.strategies import (
     PROPERTY,
     Wire,
     all_finite,

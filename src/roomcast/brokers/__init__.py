@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError
-from .broker import (
-    Broker,
+from ..wire import subscribe_frame
+from .broker import Broker
+from .redis_url import SCHEMES as REDIS_SCHEMES  # pure: imports no redis-py
+from .values import (
     Deliver,
     Draft,
     Outcome,
@@ -23,9 +25,7 @@ from .broker import (
     Retention,
     RoomStats,
     expand,
-    subscribe_frame,
 )
-from .redis_url import SCHEMES as REDIS_SCHEMES  # pure: imports no redis-py
 
 __all__ = [
     "REDIS_SCHEMES",

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from ..history import Page, Position, RoomLog
 from ..idempotency import IdempotencyCache
 from ..rooms import Room
-from ..wire import varint
-from .broker import (
-    OFFSET_TAG,
+from ..wire import OFFSET_TAG, epoch_field, varint
+from .shared import SharedState
+from .values import (
     Deliver,
     Draft,
     Outcome,
@@ -24,9 +24,7 @@ from .broker import (
     PublishedRun,
     Retention,
     RoomStats,
-    epoch_field,
 )
-from .shared import SharedState
 
 __all__ = ["MemoryBroker"]
 

@@ -60,18 +60,8 @@ from ..history import Page, Position, Recovery, recovery
 from ..presence import Member
 from ..rooms import Room
 from ..tasks import Supervisor
+from ..wire import epoch_field, offset_field
 from .backoff import Backoff
-from .broker import (
-    Deliver,
-    Draft,
-    Outcome,
-    Published,
-    Retention,
-    RoomStats,
-    epoch_field,
-    expand,
-    offset_field,
-)
 from .coalesce import Coalescer
 from .redis_clients import DEFAULT_MAX_CONNECTIONS, CommandClient, command_client, topology
 from .redis_keys import KeySpace
@@ -92,6 +82,7 @@ from .redis_scripts import (
 )
 from .redis_url import parse_redis_url
 from .shared import NodeRecord, SharedState, decode_member, encode_member
+from .values import Deliver, Draft, Outcome, Published, Retention, RoomStats, expand
 
 __all__ = [
     "DEFAULT_NODE_TTL",

@@ -42,11 +42,12 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisClusterException, RedisError
 
 from ..rooms import Room
+from ..wire import epoch_field, offset_field
 from .backoff import Backoff
-from .broker import Deliver, Publication, epoch_field, offset_field
 from .interest import Interest
 from .redis_envelope import decode_parts
 from .redis_keys import SLOTS, KeySpace
+from .values import Deliver, Publication
 
 __all__ = ["DEFAULT_PING_INTERVAL", "Listener", "ListenerStats", "Topology"]
 

@@ -25,10 +25,10 @@ from redis.exceptions import NoScriptError
 
 from ..history import new_epoch
 from ..rooms import Room
-from .broker import Draft, Published, PublishedRun
 from .redis_clients import CommandClient
 from .redis_envelope import SIGNAL
 from .redis_keys import KeySpace
+from .values import Draft, Published, PublishedRun
 
 __all__ = [
     "MAX_OFFSET",

@@ -23,13 +23,18 @@ from ..errors import InvalidArgument, RoomcastError, Unauthenticated
 from ..node import Node
 from ..security.addresses import peer_address
 
-__all__ = ["Undecodable", "authenticate", "decoding", "handle_errors"]
+__all__ = ["Undecodable", "authenticate", "decoding", "grpc_status", "handle_errors"]
 
 log = logging.getLogger(__name__)
 
 Method = TypeVar("Method", bound=Callable[..., Awaitable[Any]])
 _BEARER = "bearer "
 _FORWARDED = "x-forwarded-for"  # gRPC metadata keys are lower case
+
+
+def grpc_status(error: RoomcastError) -> tuple[grpc.StatusCode, str]:
+    """The status code and client-safe details a call ends with for ``error``."""
+    return grpc.StatusCode[error.status], error.message
 
 
 def authenticate(node: Node, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
@@ -101,8 +106,8 @@ def handle_errors(method: Method) -> Method:
                 raise InvalidArgument(request.message)
             result = await method(self, request, context)
         except RoomcastError as error:
-            metrics.record_call(name, error.status.name)
-            await context.abort(error.status, error.message)
+            metrics.record_call(name, error.status)
+            await context.abort(*grpc_status(error))
         except grpc.aio.AbortError:
             raise
         except asyncio.CancelledError:

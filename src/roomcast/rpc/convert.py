@@ -79,9 +79,7 @@ def batch_response(outcomes: Sequence[Outcome]) -> bytes:
             parts.append(_result(_PUBLISHED, published))
         else:
             message = outcome.message
-            error = field_string(1, outcome.status.name) + (
-                field_string(2, message) if message else b""
-            )
+            error = field_string(1, outcome.status) + (field_string(2, message) if message else b"")
             parts.append(_result(_ERROR, error))
     return b"".join(parts)
 

@@ -19,23 +19,63 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..auth import Principal
-from ..config import Settings
+from ..metrics import Collector
+from ..monitor import Monitor
 from .addresses import IPAddress, TrustedProxies, parse_networks
 from .geoip import GeoIP
 from .locations import DAY, NewLocations
 from .logins import FailedLogins, claimed_subject
 
-if TYPE_CHECKING:
-    from ..node import Node
-
-__all__ = ["SECURITY_ROOM", "SecurityWatch"]
+__all__ = ["SECURITY_ROOM", "SecurityWatch", "WatchSettings", "WatchedNode"]
 
 log = logging.getLogger(__name__)
 
 SECURITY_ROOM = "platform.security"
+
+
+class WatchSettings(Protocol):
+    """What the watch reads of the node's settings (``config.Settings`` has it).
+
+    A protocol, not ``Settings`` itself: ``config`` imports ``security``
+    (to check ``trusted_proxies``), so ``security`` must not import ``config``.
+    """
+
+    @property
+    def trusted_proxies(self) -> str: ...
+    @property
+    def failed_login_limit(self) -> int: ...
+    @property
+    def failed_login_window(self) -> float: ...
+    @property
+    def new_location_days(self) -> float: ...
+    @property
+    def security_max_tracked(self) -> int: ...
+    @property
+    def geoip_database(self) -> Path | None: ...
+
+
+class _Named(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
+
+class WatchedNode(Protocol):
+    """What the watch uses of the node it reports for: its id, counters and monitor.
+
+    A protocol, not the node: the node builds its watch, and watch.py does
+    not import node.py (``roomcast.node.Node`` is the one).
+    """
+
+    @property
+    def settings(self) -> _Named: ...
+    @property
+    def metrics(self) -> Collector: ...
+    @property
+    def monitor(self) -> Monitor: ...
 
 
 class SecurityWatch:
@@ -50,7 +90,7 @@ class SecurityWatch:
             ``trusted_proxies``, ``geoip_database``).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WatchSettings) -> None:
         self.proxies = TrustedProxies(parse_networks(settings.trusted_proxies))
         self.logins = FailedLogins(
             limit=settings.failed_login_limit,
@@ -83,7 +123,7 @@ class SecurityWatch:
         """The client's address: the peer, or whom a trusted proxy forwards for."""
         return self.proxies.client(peer, forwarded)
 
-    def failed(self, node: Node, address: IPAddress | None, token: str | None) -> None:
+    def failed(self, node: WatchedNode, address: IPAddress | None, token: str | None) -> None:
         """Count a failed authentication; alert when an address fails too often.
 
         Args:
@@ -105,7 +145,7 @@ class SecurityWatch:
         payload = alert.payload() | {"node_id": node.settings.node_id}
         self._publish(node, SECURITY_ROOM, "security.alert", payload)
 
-    def connected(self, node: Node, principal: Principal, address: IPAddress | None) -> None:
+    def connected(self, node: WatchedNode, principal: Principal, address: IPAddress | None) -> None:
         """Note a WebSocket connection; announce a new location.
 
         Args:
@@ -132,7 +172,12 @@ class SecurityWatch:
             self._publish(node, room, "security.new_location", payload, principal.tenant)
 
     def _publish(
-        self, node: Node, room: str, event: str, payload: Mapping[str, Any], tenant_id: str = ""
+        self,
+        node: WatchedNode,
+        room: str,
+        event: str,
+        payload: Mapping[str, Any],
+        tenant_id: str = "",
     ) -> None:
         # Reported from inside an authentication (synchronous on the gRPC
         # side): the event is published beside it, never delaying the reply.

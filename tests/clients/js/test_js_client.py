@@ -21,18 +21,21 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
 import pytest
-from harness import UNIT, ServerProcess, bearer, payload, repository, start_server
+from support.grpc import bearer, payload
+from support.paths import repository
+from support.ports import free_port
+from support.server import ServerProcess, start_server
+from support.waiting import UNIT
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
 
@@ -67,14 +70,6 @@ SUITES = [
     NodeSuite("paging.test.mjs", server_env={"ROOMCAST_WS_MAX_REPLY_BYTES": "4096"}),
     NodeSuite("nesting.test.mjs"),
 ]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with closing(socket.socket()) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Backend:

@@ -11,17 +11,17 @@ import asyncio
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, repository
+from support.clients import Connect, Take
+from support.paths import repository
+from support.server import ServerProcess
+from support.waiting import UNIT
 
-from roomcast_client import Event, Gap, RoomcastClient
-
-Connect = Callable[..., RoomcastClient]
-Take = Callable[..., Awaitable[list[Event | Gap]]]
+from roomcast_client import Event
 
 NODE_CLIENT = repository() / "clients" / "node"
 EXAMPLES = NODE_CLIENT / "dist" / "examples"

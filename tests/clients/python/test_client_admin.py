@@ -3,14 +3,15 @@ disconnect_user, metrics(cluster=...), and the refusals of track_user_activity."
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from harness import UNIT, ServerProcess, WsClient, start_server
-from redis_harness import start_redis
+from support.clients import Browser, Connect
+from support.cluster import prefixed
+from support.redis import start_redis
+from support.server import NO_LOAD_ALERTS, ServerProcess, serving, start_server
+from support.waiting import eventually
 
 from roomcast_client import (
     Alert,
@@ -20,51 +21,35 @@ from roomcast_client import (
     RoomcastClient,
 )
 
-Connect = Callable[..., RoomcastClient]
-Browser = Callable[..., Awaitable[WsClient]]
-
 
 @pytest.fixture(scope="module")
 def alerting() -> Iterator[ServerProcess]:
     """A node that samples five times a second and alerts above one connection per
     tenant; the rules on load are off, so only the tests' alerts fire."""
-    process = start_server(
+    with serving(
         env={
             "ROOMCAST_METRICS_INTERVAL": "0.2",
             "ROOMCAST_ALERT_TENANT_CONNECTIONS": "1",
-            "ROOMCAST_ALERT_CPU_PERCENT": "0",
-            "ROOMCAST_ALERT_MEMORY_PERCENT": "0",
-            "ROOMCAST_ALERT_LATENCY_P99_MS": "0",
-            "ROOMCAST_ALERT_ERROR_RATE": "0",
+            **NO_LOAD_ALERTS,
         }
-    )
-    yield process
-    assert process.stop() == 0, process.log
+    ) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def two_nodes() -> Iterator[list[ServerProcess]]:
     """Two nodes of one platform, sharing a `redis-server` of their own."""
-    redis = start_redis()
-    broker = f"{redis.url}?prefix=client{uuid.uuid4().hex[:8]}"
-    nodes: list[ServerProcess] = []
-    try:
-        for _ in range(2):
-            nodes.append(start_server("--broker", broker, env={"ROOMCAST_METRICS_INTERVAL": "0.5"}))
-        yield nodes
-    finally:
-        codes = [node.stop() for node in nodes]
-        redis.stop()
+    with start_redis() as redis:
+        broker = prefixed(redis.url)
+        nodes: list[ServerProcess] = []
+        try:
+            for _ in range(2):
+                env = {"ROOMCAST_METRICS_INTERVAL": "0.5"}
+                nodes.append(start_server("--broker", broker, env=env))
+            yield nodes
+        finally:
+            codes = [node.stop() for node in nodes]
     assert codes == [0, 0], "\n".join(node.log for node in nodes)
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 10) -> None:
-    """Ask the server until ``check()`` holds (alerts change at the node's samples)."""
-    async with asyncio.timeout(within * UNIT):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.05 * UNIT)
 
 
 async def test_alerts_fire_resolve_and_clear(
@@ -83,7 +68,7 @@ async def test_alerts_fire_resolve_and_clear(
     async def firing() -> bool:
         return bool((await platform.alerts()).firing)
 
-    await until(firing)
+    await eventually(firing)
     alerts = await platform.alerts()
     assert isinstance(alerts, Alerts)
     [alert] = alerts.firing
@@ -118,7 +103,7 @@ async def test_alerts_fire_resolve_and_clear(
     async def resolved() -> bool:
         return not (await platform.alerts()).firing
 
-    await until(resolved)
+    await eventually(resolved)
     [logged] = (await platform.alerts()).recent
     assert (logged.id, logged.state) == (alert.id, "resolved")
     assert logged.resolved_at is not None
@@ -136,16 +121,16 @@ async def test_clear_alerts_include_firing_forgets_firing_alerts(
     async def firing() -> bool:
         return any(a.tenant_id == "initech" for a in (await root.alerts()).firing)
 
-    await until(firing)
+    await eventually(firing)
     first = (await root.alerts(tenant_id="initech")).firing[0]
     assert await root.clear_alerts(include_firing=True) == 1
     # The condition still holds, so the rule fires again: a new alert.
-    await until(firing)
+    await eventually(firing)
     again = (await root.alerts(tenant_id="initech")).firing[0]
     assert again.id != first.id
     for client in crowd:
         await client.close()
-    await until(lambda: resolved_all(root))
+    await eventually(lambda: resolved_all(root))
     await root.clear_alerts(include_firing=True)
 
 
@@ -177,7 +162,7 @@ async def test_metrics_of_the_cluster_cover_every_node(
         return sorted((await on_a.metrics(cluster=True)).nodes) == sorted([own_a, own_b])
 
     # Each node announces itself with its samples; once both have, node A answers for both.
-    await until(both)
+    await eventually(both)
     # Without cluster=True, a node answers for itself only.
     assert list((await on_a.metrics()).nodes) == [own_a]
 

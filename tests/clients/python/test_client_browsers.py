@@ -1,7 +1,7 @@
 """The helper verbs deliver to real browsers' rooms.
 
 Each test sends with ``RoomcastClient``'s helper verbs over gRPC and receives
-with real WebSocket clients of the bridge (``harness.WsClient``), connected
+with real WebSocket clients of the bridge (``support.ws.WsClient``), connected
 with the tokens browsers would have: the rooms a connection is put in when it
 connects, or joins itself, are the rooms the helpers publish to. Where a
 browser must *not* receive something, a second event that it must receive is
@@ -10,15 +10,15 @@ sent after it: the first event a browser gets is then the proof.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from harness import UNIT, ServerProcess, WsClient
+from support.clients import Browser, Connect
+from support.server import ServerProcess
+from support.waiting import UNIT
+from support.ws import WsClient
 
-from roomcast_client import Published, RoomcastClient, Tracked
-
-Connect = Callable[..., RoomcastClient]
-Browser = Callable[..., Awaitable[WsClient]]
+from roomcast_client import Published, Tracked
 
 
 async def event_with_id(client: WsClient, event_id: str) -> dict[str, Any]:

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
-from harness import ServerProcess
+from support.clients import Connect, Take
+from support.server import ServerProcess
 
 from roomcast_client import (
     Event,
-    Gap,
     InvalidArgument,
     PermissionDenied,
     Published,
     PublishItem,
-    RoomcastClient,
     Sender,
 )
 from roomcast_client.v1 import GetMetricsResponse
-
-Connect = Callable[..., RoomcastClient]
-Take = Callable[..., Awaitable[list[Event | Gap]]]
 
 PAYLOAD = {
     "text": "héllo",

@@ -3,39 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from harness import ServerProcess
+from support.clients import Connect
+from support.ports import free_port
+from support.server import ServerProcess
 
 from roomcast_client import (
     ClientClosed,
     DeadlineExceeded,
-    Event,
-    Gap,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
-    RoomcastClient,
     RoomcastError,
     Unauthenticated,
     Unavailable,
 )
 from roomcast_client.errors import ServerError, from_code
-
-Connect = Callable[..., RoomcastClient]
-Take = Callable[..., Awaitable[list[Event | Gap]]]
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture
@@ -91,8 +77,8 @@ async def test_an_unknown_connection_is_not_found(connect: Connect, service: str
         await client.join_room("global.lobby", connection_id="c-404")
 
 
-async def test_no_server_is_unavailable(connect: Connect, service: str, closed_port: int) -> None:
-    client = connect(service, target=f"127.0.0.1:{closed_port}")
+async def test_no_server_is_unavailable(connect: Connect, service: str) -> None:
+    client = connect(service, target=f"127.0.0.1:{free_port()}")  # nothing listens on it
     with pytest.raises(Unavailable, match="cannot reach"):
         await client.publish("global.lobby", "e")
     with pytest.raises(Unavailable):

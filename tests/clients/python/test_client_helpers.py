@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
-from harness import UNIT, ServerProcess
+from support.clients import Connect, Take
+from support.server import ServerProcess
+from support.waiting import UNIT
 
 from roomcast_client import (
     Event,
@@ -16,11 +18,7 @@ from roomcast_client import (
     InvalidArgument,
     PermissionDenied,
     Position,
-    RoomcastClient,
 )
-
-Connect = Callable[..., RoomcastClient]
-Take = Callable[..., Awaitable[list[Event | Gap]]]
 
 
 async def test_send_user_notification_reaches_the_user(

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import UNIT, ServerProcess, repository
+from support.paths import repository
+from support.server import ServerProcess
+from support.waiting import UNIT
 
 import roomcast_client
 
@@ -110,10 +112,14 @@ def example_environment(server: ServerProcess) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("number", range(len(examples())))
-def test_readme_example_runs(server: ServerProcess, example_files: list[Path], number: int) -> None:
+def run_example(python: Path | str, example: Path, server: ServerProcess) -> str:
+    """Run ``example`` with ``python`` against ``server``; what it printed.
+
+    Raises:
+        AssertionError: it failed, or printed a traceback.
+    """
     result = subprocess.run(
-        [sys.executable, str(example_files[number])],
+        [str(python), str(example)],
         capture_output=True,
         text=True,
         env=example_environment(server),
@@ -121,8 +127,14 @@ def test_readme_example_runs(server: ServerProcess, example_files: list[Path], n
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip(), "an example should show what it did"
     assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("number", range(len(examples())))
+def test_readme_example_runs(server: ServerProcess, example_files: list[Path], number: int) -> None:
+    printed = run_example(sys.executable, example_files[number], server)
+    assert printed.strip(), "an example should show what it did"
 
 
 def test_readme_examples_pass_mypy_strict(example_files: list[Path]) -> None:
@@ -161,16 +173,7 @@ def test_a_fresh_install_works_without_the_server_package(
         check=True,
     )
     assert probe.stdout.strip() == "None"
-    result = subprocess.run(
-        [str(fresh_venv), str(example_files[0])],
-        capture_output=True,
-        text=True,
-        env=example_environment(server),
-        timeout=30 * UNIT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "global.lobby greeting" in result.stdout
+    assert "global.lobby greeting" in run_example(fresh_venv, example_files[0], server)
 
 
 def test_a_fresh_install_is_typed(fresh_venv: Path, example_files: list[Path]) -> None:

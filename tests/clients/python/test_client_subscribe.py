@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from harness import UNIT, ServerProcess, start_server
+from support.clients import Connect, Take
+from support.ports import free_port
+from support.server import ServerProcess, start_server
+from support.waiting import UNIT
 
 from roomcast_client import (
     Event,
@@ -20,9 +23,6 @@ from roomcast_client import (
     RoomcastClient,
     Unavailable,
 )
-
-Connect = Callable[..., RoomcastClient]
-Take = Callable[..., Awaitable[list[Event | Gap]]]
 
 QUICK = Reconnect(initial_delay=0.05 * UNIT, max_delay=0.2 * UNIT)
 
@@ -101,19 +101,9 @@ async def test_closing_the_client_closes_its_subscriptions(connect: Connect, ser
 
 
 @pytest.fixture
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-async def restartable(free_port: int) -> AsyncIterator[list[ServerProcess]]:
+async def restartable() -> AsyncIterator[list[ServerProcess]]:
     """Servers started one after the other on the same port; the last is running."""
-    servers = [start_server("--grpc-port", str(free_port))]
+    servers = [start_server("--grpc-port", str(free_port()))]
     yield servers
     for process in servers:
         await stop(process)

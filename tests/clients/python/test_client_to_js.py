@@ -17,11 +17,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from harness import UNIT, ServerProcess, repository
-
-from roomcast_client import RoomcastClient
-
-Connect = Callable[..., RoomcastClient]
+from support.clients import Connect
+from support.paths import repository
+from support.server import ServerProcess
+from support.waiting import UNIT
 
 NODE = shutil.which("node")
 ROOMCAST_JS = repository() / "clients" / "js" / "roomcast.js"

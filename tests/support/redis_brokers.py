@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from broker_conformance import Node
-from harness import UNIT, eventually
-
 from roomcast.brokers.backoff import Backoff
 from roomcast.brokers.redis import RedisBroker
+from support.brokers import Node
+from support.waiting import UNIT
 
-__all__ = ["eventually", "quick_backoff", "redis_nodes"]
+__all__ = ["quick_backoff", "redis_nodes"]
 
 
 def quick_backoff() -> Backoff:

@@ -14,7 +14,7 @@ Every property test is decorated with :data:`PROPERTY`:
 
 JSON values and ``Struct`` encodings are built and measured without recursion
 where they can be deep (the gate's rule: src/roomcast/gate.py; depth as
-tests/nesting.py measures it).
+support/nesting.py measures it).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Runs on the memory broker, which :class:`FlakyBroker` can take "down" (its
 calls then fail as the Redis broker's do when Redis is unreachable), with
 :class:`FakeConnection` standing in for the WebSocket bridge's connections.
+Principals for it: :func:`support.tokens.user`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from roomcast.auth import Principal, TokenVerifier, mint_token
+from roomcast.auth import TokenVerifier
 from roomcast.brokers import Draft, Publication, Published
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.config import Settings
@@ -21,10 +22,9 @@ from roomcast.policy import Policy
 from roomcast.presence import ConnectionId
 from roomcast.rooms import Room
 from roomcast.sessions import Joined
+from support.tokens import SECRET
 
-__all__ = ["FakeConnection", "FlakyBroker", "local_node", "user"]
-
-SECRET = "test-secret-0123456789abcdef0123456789"
+__all__ = ["FakeConnection", "FlakyBroker", "local_node"]
 
 
 class FlakyBroker(MemoryBroker):
@@ -52,26 +52,39 @@ class FlakyBroker(MemoryBroker):
 
 @dataclass(eq=False)
 class FakeConnection:
-    """A live connection that records what the core does with it."""
+    """A live connection that records what the core does with it.
+
+    Attributes:
+        delivered: every publication, in order.
+        held: room keys held and not released yet.
+        released: ``(room key, after)`` of every release, in order.
+        joins, lefts: what JoinRoom/LeaveRoom told the client.
+        closed: the close code and reason, once closed.
+    """
 
     id: ConnectionId
     delivered: list[Publication] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)
+    released: list[tuple[str, int | None]] = field(default_factory=list)
+    joins: list[Joined] = field(default_factory=list)
+    lefts: list[Room] = field(default_factory=list)
     closed: tuple[int, str] | None = None
 
     def deliver(self, publications: Sequence[Publication]) -> None:
         self.delivered.extend(publications)
 
     def hold(self, room_key: str) -> None:
-        pass
+        self.held.add(room_key)
 
     def release(self, room_key: str, after: int | None) -> None:
-        pass
+        self.held.discard(room_key)
+        self.released.append((room_key, after))
 
     def joined(self, joined: Joined) -> None:
-        pass
+        self.joins.append(joined)
 
     def left(self, room: Room) -> None:
-        pass
+        self.lefts.append(room)
 
     def disconnect(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -93,9 +106,3 @@ async def local_node(broker: MemoryBroker | None = None, **settings: Any) -> Nod
     )
     await node.broker.start(node._fan_out)
     return node
-
-
-def user(sub: str, tenant: str = "acme") -> Principal:
-    """A user's principal, valid for an hour."""
-    token = mint_token(SECRET, subject=sub, roles=("user",), tenant=tenant, ttl=3600)
-    return TokenVerifier(secret=SECRET).verify(token)

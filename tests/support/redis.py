@@ -5,7 +5,7 @@ started by the test session, listens on 127.0.0.1 only, keeps nothing on
 disk, and is stopped at the end. The binary comes from the Debian package
 ``redis-server`` (``.ci/run`` and ``scripts/dev test`` install it).
 
-Waits are multiples of :data:`harness.UNIT`.
+Waits are multiples of :data:`support.waiting.UNIT`.
 """
 
 from __future__ import annotations
@@ -18,22 +18,40 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-from harness import UNIT
+from support.ports import free_port
+from support.waiting import UNIT
 
 __all__ = [
     "RedisClusterProcesses",
     "RedisProcess",
     "cluster_ready",
     "command",
-    "free_port",
     "start_cluster",
     "start_redis",
 ]
 
-# Redis Cluster's bus listens on port + 10000, so cluster ports stay below this.
-_MAX_CLUSTER_PORT = 65535 - 10000
 _START_ATTEMPTS = 5
+
+
+class _Stopped:
+    """``with`` it, and it is stopped at the end."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 def _binary(name: str) -> str:
@@ -44,28 +62,6 @@ def _binary(name: str) -> str:
             "(scripts/dev test and .ci/run install it)"
         )
     return path
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(*, cluster: bool = False) -> int:
-    """A TCP port free now on 127.0.0.1 (and its bus port + 10000, for cluster nodes)."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port: int = probe.getsockname()[1]
-        if not cluster:
-            return port
-        if port <= _MAX_CLUSTER_PORT and _port_free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a cluster node")
 
 
 def command(port: int, *args: str, timeout: float = 5 * UNIT) -> str:
@@ -90,8 +86,8 @@ def _answers(port: int) -> bool:
 
 
 @dataclass
-class RedisProcess:
-    """One `redis-server` this test session started.
+class RedisProcess(_Stopped):
+    """One `redis-server` this test session started; ``with`` it to stop it at the end.
 
     Attributes:
         port: where it listens (on 127.0.0.1).
@@ -201,8 +197,8 @@ def start_redis(*, cluster: bool = False) -> RedisProcess:
 
 
 @dataclass
-class RedisClusterProcesses:
-    """A Redis Cluster of masters with no replicas, all slots assigned."""
+class RedisClusterProcesses(_Stopped):
+    """A Redis Cluster of masters with no replicas, all slots assigned; ``with`` it to stop it."""
 
     nodes: Sequence[RedisProcess]
 

@@ -1,11 +1,11 @@
 """Several real `roomcast serve` processes as one platform, for the multi-node tests.
 
-Builds on :mod:`harness` (one server, its clients) and :mod:`redis_harness`
+Builds on :mod:`support.server` (one server) and :mod:`support.redis`
 (the `redis-server` processes): nodes start in parallel, share a Redis
 under a key prefix of their own, and are stopped with SIGTERM (exit 0
-expected). Clients are real WebSocket and grpcio clients.
+expected). Their clients are in :mod:`support.grpc` and :mod:`support.ws`.
 
-Waits are multiples of :data:`harness.UNIT`.
+Waits are multiples of :data:`support.waiting.UNIT`.
 """
 
 from __future__ import annotations
@@ -14,38 +14,32 @@ import re
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from harness import UNIT, ServerProcess, WsClient, bearer, eventually, start_server
 
 from roomcast.v1 import realtime_pb2, realtime_pb2_grpc
+from support.grpc import bearer
+from support.server import ServerProcess, start_server
+from support.waiting import UNIT
 
 __all__ = [
     "FAST",
-    "Open",
-    "eventually",
     "health",
-    "join",
     "metrics",
     "node_id",
     "prefixed",
     "readyz",
     "start_nodes",
     "stop_nodes",
-    "websockets",
 ]
 
 #: Settings that keep the tests short: a sample (and heartbeat) every half
 #: second, presence entries of a dead node gone within 3 s.
 FAST = {"ROOMCAST_METRICS_INTERVAL": "0.5", "ROOMCAST_PRESENCE_TTL": "3"}
 _NODE = re.compile(r"roomcast ready: .* node=(?P<node>\S+)")
-
-Open = Callable[..., Awaitable[WsClient]]
 
 
 def prefixed(url: str) -> str:
@@ -87,39 +81,6 @@ def node_id(server: ServerProcess) -> str:
     match = _NODE.search(server.log)
     assert match is not None, server.log
     return match["node"]
-
-
-async def join(client: WsClient, room: str, **fields: object) -> dict[str, Any]:
-    """Join ``room``; the ``room_joined`` reply."""
-    reply = await client.request({"type": "join_room", "room": room, **fields})
-    assert reply["type"] == "room_joined", reply
-    return reply
-
-
-@asynccontextmanager
-async def websockets() -> AsyncIterator[Open]:
-    """A factory of confirmed WebSocket clients, all closed at the end.
-
-    ``await open(server, "alice", tenant="acme")`` connects to ``server`` as
-    a user (other roles after the name) and waits for ``connection.confirmed``.
-    """
-    opened: list[WsClient] = []
-
-    async def open_client(
-        server: ServerProcess, sub: str, *roles: str, tenant: str | None = "acme"
-    ) -> WsClient:
-        client = await WsClient.connect(
-            server, server.token(sub, *(roles or ("user",)), tenant=tenant)
-        )
-        opened.append(client)
-        await client.next("connection.confirmed")
-        return client
-
-    try:
-        yield open_client
-    finally:
-        for client in opened:
-            await client.close()
 
 
 async def health(server: ServerProcess, service: str = "") -> int:
