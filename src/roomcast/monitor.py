@@ -39,7 +39,7 @@ from .metrics import (
     default_rules,
 )
 from .metrics.collector import snapshot_json
-from .ports import Publishes
+from .ports import Publish, Publishes
 from .presence import Presence
 from .rooms import Room
 from .sessions import Sessions
@@ -75,28 +75,6 @@ def alert_json(alert: Alert, node_id: str) -> dict[str, Any]:
     if alert.resolved_at is not None:
         payload["resolved_at"] = alert.resolved_at
     return payload
-
-
-class _Event:
-    """A server-made event, in the shape ``Node.publish`` takes."""
-
-    __slots__ = ("event", "idempotency_key", "payload", "room", "tenant_id")
-
-    skip_history = False
-
-    def __init__(
-        self,
-        room: str,
-        event: str,
-        data: Mapping[str, Any],
-        tenant_id: str = "",
-        idempotency_key: str = "",
-    ) -> None:
-        self.room = room
-        self.event = event
-        self.payload = encode_json(data)
-        self.tenant_id = tenant_id
-        self.idempotency_key = idempotency_key
 
 
 class MonitoredNode(Publishes, Protocol):
@@ -144,7 +122,7 @@ class Monitor:
         self.broker_rtt = 0.0
         # Alert events the broker could not take yet, oldest first: an alert
         # that fires because the broker is down is published once it is back.
-        self._unsent: deque[_Event] = deque(maxlen=MAX_UNSENT_ALERTS)
+        self._unsent: deque[Publish] = deque(maxlen=MAX_UNSENT_ALERTS)
 
     def gauges(self) -> Gauges:
         """What the node holds now."""
@@ -214,10 +192,15 @@ class Monitor:
             data = alert_json(alert, self.node.settings.node_id)
             # Keyed by alert and state: a retry after a timeout publishes once.
             key = f"{alert.id}:{data['state']}"
-            self._unsent.append(_Event("platform.health", "platform.alert", data, "", key))
+            encoded = encode_json(data)
+            self._unsent.append(
+                Publish("platform.health", "platform.alert", encoded, idempotency_key=key)
+            )
             if alert.tenant_id:
                 room = f"tenant.{alert.tenant_id}.admins"
-                self._unsent.append(_Event(room, "platform.alert", data, alert.tenant_id, key))
+                self._unsent.append(
+                    Publish(room, "platform.alert", encoded, alert.tenant_id, idempotency_key=key)
+                )
         await self._send_alerts()
 
     async def _send_alerts(self) -> None:
@@ -239,7 +222,7 @@ class Monitor:
     ) -> None:
         """Publish an event as the server itself; a failure is logged, not raised."""
         try:
-            await self.node.publish(SERVER, _Event(room, event, data, tenant_id))
+            await self.node.publish(SERVER, Publish(room, event, encode_json(data), tenant_id))
         except RoomcastError as error:
             # A broker outage is itself an alert; the next tick tries again.
             log.info("could not publish %s to %s: %s", event, room, error.message)

@@ -26,7 +26,7 @@ from .metrics import Alert, Collector
 from .metrics.cluster import aggregate
 from .metrics.collector import snapshot_json
 from .monitor import Monitor
-from .ports import Publishes
+from .ports import Publish, Publishes
 from .presence import Presence
 from .rooms import Room, RoomName, TenantId, parse_segment
 from .sessions import Sessions
@@ -237,7 +237,9 @@ class Operations:
         if not tenant:
             raise InvalidArgument("tenant_id: required from a platform service")
         payload = activity_payload(tenant_id=tenant, **report)
-        result = await self.node.publish(principal, _Activity(f"tenant.{tenant}.admins", payload))
+        result = await self.node.publish(
+            principal, Publish(f"tenant.{tenant}.admins", "user.activity", encode_json(payload))
+        )
         self.node.metrics.counters.activities += 1
         return result
 
@@ -290,18 +292,3 @@ class Operations:
         """Empty the alert log; platform-level callers only."""
         self._check_platform(principal, "alert logs")
         return self.node.monitor.alerts.clear(include_firing=include_firing)
-
-
-class _Activity:
-    """An activity report in the shape ``publish`` takes."""
-
-    __slots__ = ("payload", "room")
-
-    event = "user.activity"
-    tenant_id = ""
-    skip_history = False
-    idempotency_key = ""
-
-    def __init__(self, room: str, activity: Mapping[str, Any]) -> None:
-        self.room = room
-        self.payload = encode_json(activity)

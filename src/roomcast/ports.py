@@ -4,6 +4,8 @@
   stream, a WebSocket connection); the node delivers to it.
 - :class:`PublishInput`: one publish as a shell received it; the node
   publishes it;
+- :class:`Publish`: a plain one, made in the core (a client's message, the
+  server's own events);
 - :class:`Publishes`: what can publish one (the node, to the parts it
   builds that publish: sessions, monitor, operations).
 
@@ -14,12 +16,13 @@ all of them can name these shapes without importing the node.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from .auth import Principal
 from .brokers import Publication, Published
 
-__all__ = ["PublishInput", "Publishes", "Recipient"]
+__all__ = ["Publish", "PublishInput", "Publishes", "Recipient"]
 
 
 class Recipient(Hashable, Protocol):
@@ -54,6 +57,18 @@ class PublishInput(Protocol):
     def skip_history(self) -> bool: ...
     @property
     def idempotency_key(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """A :class:`PublishInput` as a plain value; ``payload`` has passed the gate."""
+
+    room: str
+    event: str
+    payload: bytes
+    tenant_id: str = ""
+    skip_history: bool = False
+    idempotency_key: str = ""
 
 
 class Publishes(Protocol):

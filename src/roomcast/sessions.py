@@ -39,7 +39,7 @@ from .errors import (
 from .history import Page, Position
 from .hub import Hub
 from .policy import Action, Policy, ResolvedRoom, RoomRule
-from .ports import Publishes, PublishInput
+from .ports import Publish, Publishes, PublishInput
 from .presence import ConnectionId, Member, Presence
 from .rooms import Room, TenantId, parse_segment
 
@@ -406,7 +406,7 @@ class Sessions:
             raise InvalidArgument("rooms: a room is named twice")
         for name in names:
             self._joined(live, name)
-        items = [_Message(name, event, payload) for name in names]
+        items = [Publish(name, event, payload) for name in names]
         for item in items:  # authorise every room first: all or nothing
             self._node.check_publish(live.principal, item, connection_id)
         return [
@@ -524,15 +524,3 @@ class Sessions:
     def connections(self) -> list[LiveConnection]:
         """Every live connection (for shutdown)."""
         return [live.connection for live in self._live.values()]
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    """A client's event for one room, in the shape ``Node.publish`` takes."""
-
-    room: str
-    event: str
-    payload: bytes
-    tenant_id: str = ""
-    skip_history: bool = False
-    idempotency_key: str = ""

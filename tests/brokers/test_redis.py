@@ -1,4 +1,4 @@
-"""The Redis broker (src/roomcast/brokers/redis.py): conformance, and what only many nodes show.
+"""The Redis broker (src/roomcast/brokers/redis/): conformance, and what only many nodes show.
 
 Everything runs against real `redis-server` processes started by the test
 session: one server, and a 3-master cluster (see tests/brokers/conftest.py).

@@ -13,7 +13,7 @@ from support.redis_brokers import redis_nodes
 from support.waiting import UNIT, eventually
 
 from roomcast.brokers.redis import RedisBroker
-from roomcast.brokers.redis_keys import SLOTS, slot_of
+from roomcast.brokers.redis.keys import SLOTS, slot_of
 from roomcast.history import Position
 from roomcast.rooms import Room
 

@@ -1,4 +1,4 @@
-"""The pub/sub envelope (src/roomcast/brokers/redis_envelope.py)."""
+"""The pub/sub envelope (src/roomcast/brokers/redis/envelope.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomcast.brokers.redis_envelope import Envelope, decode, decode_all, encode, encode_all
+from roomcast.brokers.redis.envelope import Envelope, decode, decode_all, encode, encode_all
 
 
 def test_a_message_is_a_header_line_then_the_body() -> None:

@@ -25,7 +25,7 @@ from support.redis_brokers import redis_nodes
 from support.waiting import UNIT, eventually
 
 from roomcast.brokers import Published
-from roomcast.brokers.redis import LISTENER_TASK, RedisBroker
+from roomcast.brokers.redis.broker import LISTENER_TASK, RedisBroker
 from roomcast.errors import BrokerError, BrokerTimeout
 from roomcast.history import Position
 from roomcast.rooms import Room

@@ -1,4 +1,4 @@
-"""Key and channel names (src/roomcast/brokers/redis_keys.py)."""
+"""Key and channel names (src/roomcast/brokers/redis/keys.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from roomcast.brokers.redis_keys import SLOTS, KeySpace, pattern_glob, slot_of, slot_tag
+from roomcast.brokers.redis.keys import SLOTS, KeySpace, pattern_glob, slot_of, slot_tag
 from roomcast.rooms import Room
 
 KEYS = KeySpace("roomcast")

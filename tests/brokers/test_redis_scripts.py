@@ -1,4 +1,4 @@
-"""Reading the publish script's reply (src/roomcast/brokers/redis_scripts.py)."""
+"""Reading the publish script's reply (src/roomcast/brokers/redis/scripts.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roomcast.brokers import Draft, Published, PublishedRun, Retention, expand
-from roomcast.brokers.redis_scripts import published, published_runs
+from roomcast.brokers.redis.scripts import published, published_runs
 from roomcast.rooms import Room, RoomName
 
 ROOM = Room.of(RoomName("global.lobby"), None)

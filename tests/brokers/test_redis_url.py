@@ -1,4 +1,4 @@
-"""Broker URLs (src/roomcast/brokers/redis_url.py)."""
+"""Broker URLs (src/roomcast/brokers/redis/url.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from roomcast.brokers.redis_url import RedisTarget, parse_redis_url
+from roomcast.brokers.redis.url import RedisTarget, parse_redis_url
 from roomcast.errors import ConfigError
 
 

@@ -19,7 +19,7 @@ from support.server import ServerProcess
 from support.waiting import eventually
 from support.ws import WsClient, join, websockets
 
-from roomcast.brokers.redis_keys import KeySpace, slot_of
+from roomcast.brokers.redis.keys import KeySpace, slot_of
 from roomcast.rooms import Room, RoomName, TenantId
 from roomcast.v1 import admin_pb2, admin_pb2_grpc, realtime_pb2, realtime_pb2_grpc
 

@@ -116,13 +116,15 @@ class ClientSession:
         now = time.monotonic()
         id_: FrameId = None
         try:
+            # Decoded first, so that even a refusal for speed echoes the
+            # frame's id (decoding is bounded by ws_max_frame_bytes).
+            data = decode(message)
+            id_ = frame_id(data)
             if not self._rate.take(now):
                 self.node.metrics.counters.rate_limited += 1
                 raise LimitExceeded(
                     f"more than {self.node.settings.ws_rate_limit:g} frames a second; slow down"
                 )
-            data = decode(message)
-            id_ = frame_id(data)
             await self._act(parse(data))
         except RoomcastError as error:
             if error.close_code is not None:

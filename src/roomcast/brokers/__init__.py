@@ -14,7 +14,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..wire import subscribe_frame
 from .broker import Broker
-from .redis_url import SCHEMES as REDIS_SCHEMES  # pure: imports no redis-py
+from .redis.url import SCHEMES as REDIS_SCHEMES  # pure: imports no redis-py
 from .values import (
     Deliver,
     Draft,

@@ -3,7 +3,7 @@
 Sixty-four gRPC calls in flight publishing to Redis each cost a command
 round trip, a script run and a pub/sub message when sent one by one. Queued
 for the rest of the turn and sent together, they cost one pipeline, one
-script run per room and one message per room (``redis_publish.lua``). The
+script run per room and one message per room (``redis/publish.lua``). The
 wait is one turn of the event loop — no timer, so a lone call goes out as
 soon as it would have. ioredis (``enableAutoPipelining``) and rueidis, the
 client centrifuge's Redis broker uses, do the same.

@@ -1,9 +1,9 @@
 """The Redis broker: many roomcast nodes as one platform.
 
 ``--broker redis://host:6379/0`` (or ``rediss://``, or
-``redis+cluster://host:port,host:port``; see :mod:`.redis_url`).
+``redis+cluster://host:port,host:port``; see :mod:`.url`).
 
-Publishing: one Lua script per room (``redis_publish.lua``) gives each
+Publishing: one Lua script per room (``publish.lua``) gives each
 event the room's next offset, appends it to the room's stream
 (``XADD … MAXLEN ~ size``), records its idempotency key, and publishes one
 message to the room's channel, atomically, so concurrent publishers on any
@@ -11,7 +11,7 @@ number of nodes never produce duplicate or out-of-order offsets. Names of a
 room's keys and channel share a hash tag, so on a cluster they live on one
 shard and the channel is a shard channel (``SPUBLISH``, Redis >= 7).
 
-Receiving: the :class:`~.redis_listener.Listener` subscribes to exactly the
+Receiving: the :class:`~.listener.Listener` subscribes to exactly the
 rooms and patterns the node listens to and survives Redis restarts
 (reconnect with backoff and jitter, resubscribe, counted in :attr:`stats`).
 
@@ -33,7 +33,7 @@ History and positions: a room's ``meta`` hash holds its epoch and top
 offset and outlives its history by ``position_ttl`` seconds; when it is
 gone (expired, evicted, Redis restarted without persistence) the next
 publish starts a new epoch. :meth:`RedisBroker.read` serves history and
-recovery to every node from one script call (``redis_read.lua``) and
+recovery to every node from one script call (``read.lua``) and
 :func:`roomcast.history.recovery`.
 
 Failures: every call is bounded by ``publish_timeout`` (then
@@ -55,18 +55,20 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from ..errors import BrokerError, BrokerTimeout, RoomcastError
-from ..history import Page, Position, Recovery, recovery
-from ..presence import Member
-from ..rooms import Room
-from ..tasks import Supervisor
-from ..wire import epoch_field, offset_field
-from .backoff import Backoff
-from .coalesce import Coalescer
-from .redis_clients import DEFAULT_MAX_CONNECTIONS, CommandClient, command_client, topology
-from .redis_keys import KeySpace
-from .redis_listener import DEFAULT_PING_INTERVAL, FAULTS, Listener
-from .redis_scripts import (
+from ...errors import BrokerError, BrokerTimeout, RoomcastError
+from ...history import Page, Position, Recovery, recovery
+from ...presence import Member
+from ...rooms import Room
+from ...tasks import Supervisor
+from ...wire import epoch_field, offset_field
+from ..backoff import Backoff
+from ..coalesce import Coalescer
+from ..shared import NodeRecord, SharedState, decode_member, encode_member
+from ..values import Deliver, Draft, Outcome, Published, Retention, RoomStats, expand
+from .clients import DEFAULT_MAX_CONNECTIONS, CommandClient, command_client, topology
+from .keys import KeySpace
+from .listener import DEFAULT_PING_INTERVAL, FAULTS, Listener
+from .scripts import (
     PUBLISH,
     READ,
     Call,
@@ -80,9 +82,7 @@ from .redis_scripts import (
     read_reply,
     unknown_script,
 )
-from .redis_url import parse_redis_url
-from .shared import NodeRecord, SharedState, decode_member, encode_member
-from .values import Deliver, Draft, Outcome, Published, Retention, RoomStats, expand
+from .url import parse_redis_url
 
 __all__ = [
     "DEFAULT_NODE_TTL",

@@ -23,12 +23,12 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
-from ..history import new_epoch
-from ..rooms import Room
-from .redis_clients import CommandClient
-from .redis_envelope import SIGNAL
-from .redis_keys import KeySpace
-from .values import Draft, Published, PublishedRun
+from ...history import new_epoch
+from ...rooms import Room
+from ..values import Draft, Published, PublishedRun
+from .clients import CommandClient
+from .envelope import SIGNAL
+from .keys import KeySpace
 
 __all__ = [
     "MAX_OFFSET",
@@ -91,8 +91,8 @@ def unknown_script(result: object) -> bool:
     return isinstance(result, NoScriptError)
 
 
-PUBLISH = Script("redis_publish.lua")
-READ = Script("redis_read.lua")
+PUBLISH = Script("publish.lua")
+READ = Script("read.lua")
 
 
 def milliseconds(seconds: float) -> int:
@@ -116,7 +116,7 @@ class PublishOptions:
 
 
 def publish_call(keys: KeySpace, drafts: Sequence[Draft], options: PublishOptions) -> Call:
-    """One run of ``redis_publish.lua`` for drafts of one room, in order."""
+    """One run of ``publish.lua`` for drafts of one room, in order."""
     room = drafts[0].room
     retention = drafts[-1].retention
     names = [keys.meta(room.key), keys.log(room.key)]
@@ -195,7 +195,7 @@ def _repeat(entry: Sequence[Any]) -> Published:
 
 
 def read_call(keys: KeySpace, room: Room, first: int, limit: int, size: int, ttl_ms: int) -> Call:
-    """One run of ``redis_read.lua``: events from offset ``first`` on, at most ``limit``.
+    """One run of ``read.lua``: events from offset ``first`` on, at most ``limit``.
 
     ``size`` and ``ttl_ms`` of -1 use the retention stored with the room.
     """
@@ -205,7 +205,7 @@ def read_call(keys: KeySpace, room: Room, first: int, limit: int, size: int, ttl
 
 @dataclass(frozen=True, slots=True)
 class ReadReply:
-    """What ``redis_read.lua`` answered.
+    """What ``read.lua`` answered.
 
     Attributes:
         epoch: the room's epoch ("" for a room Redis does not know).
@@ -221,6 +221,6 @@ class ReadReply:
 
 
 def read_reply(reply: Sequence[Any]) -> ReadReply:
-    """Parse a reply of ``redis_read.lua``."""
+    """Parse a reply of ``read.lua``."""
     entries = [(reply[i], reply[i + 1]) for i in range(3, len(reply), 2)]
     return ReadReply(reply[0].decode(), reply[1], reply[2], entries)

@@ -4,7 +4,7 @@ One :class:`Listener` per node owns one pub/sub connection per shard (one in
 all for a single server) and subscribes there to exactly what the node
 listens to: a channel per room, and per pattern either ``PSUBSCRIBE`` globs
 (one server) or every slot's feed channel (a cluster; see
-:mod:`.redis_keys`).
+:mod:`.keys`).
 
 Faults: a connection that fails, closes, or stops answering pings ends the
 *session*; every connection is closed, and after a backoff with jitter the
@@ -41,13 +41,13 @@ from typing import Any, Protocol
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisClusterException, RedisError
 
-from ..rooms import Room
-from ..wire import epoch_field, offset_field
-from .backoff import Backoff
-from .interest import Interest
-from .redis_envelope import decode_parts
-from .redis_keys import SLOTS, KeySpace
-from .values import Deliver, Publication
+from ...rooms import Room
+from ...wire import epoch_field, offset_field
+from ..backoff import Backoff
+from ..interest import Interest
+from ..values import Deliver, Publication
+from .envelope import decode_parts
+from .keys import SLOTS, KeySpace
 
 __all__ = ["DEFAULT_PING_INTERVAL", "Listener", "ListenerStats", "Topology"]
 

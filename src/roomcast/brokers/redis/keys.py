@@ -29,7 +29,7 @@ from __future__ import annotations
 import binascii
 import functools
 
-from ..rooms import Room
+from ...rooms import Room
 
 __all__ = ["SLOTS", "KeySpace", "pattern_glob", "slot_of", "slot_tag"]
 
@@ -84,7 +84,7 @@ class KeySpace:
     """Key and channel names under one prefix.
 
     Args:
-        prefix: the first part of every name (see :mod:`.redis_url`).
+        prefix: the first part of every name (see :mod:`.url`).
     """
 
     __slots__ = ("_feeds", "prefix")

@@ -19,7 +19,7 @@
 -- One message per run: "v1 <offset> <epoch> <accepted_ns> <flags> <room key>\n<body>"
 -- for one event, "v2 <count> <epoch> <room key>\n" then per event
 -- "<offset> <accepted_ns> <flags> <body length>\n<body>" for several
--- (redis_envelope.py). accepted_ns stays a string: Lua numbers are doubles.
+-- (envelope.py). accepted_ns stays a string: Lua numbers are doubles.
 
 local meta, log = KEYS[1], KEYS[2]
 local publish, channel, feed = ARGV[1], ARGV[2], ARGV[3]

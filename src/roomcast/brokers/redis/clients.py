@@ -1,4 +1,4 @@
-"""redis-py clients for a :class:`~.redis_url.RedisTarget`: commands and pub/sub.
+"""redis-py clients for a :class:`~.url.RedisTarget`: commands and pub/sub.
 
 Commands go through redis-py's pooled asyncio client (``Redis`` for one
 server, ``RedisCluster`` for a cluster, which routes each command to the
@@ -25,7 +25,7 @@ from redis.asyncio.connection import AbstractConnection, Connection, SSLConnecti
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .redis_url import RedisTarget
+from .url import RedisTarget
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",

@@ -1,6 +1,6 @@
 """The Redis broker's pub/sub message: events' positions, then their bodies. Pure.
 
-The publish script (``redis_publish.lua``) writes it, because only the
+The publish script (``publish.lua``) writes it, because only the
 script knows the offsets; every node reads it. One event::
 
     v1 <offset> <epoch> <accepted_ns> <flags> <room key> LF <body>

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_PREFIX", "SCHEMES", "RedisTarget", "parse_redis_url"]
 
