@@ -33,6 +33,7 @@ __all__ = [
     "RoomRule",
     "Scope",
     "Who",
+    "own_rooms",
 ]
 
 DEFAULT_HISTORY_SIZE = 100
@@ -415,3 +416,19 @@ def _rule_from_table(table: object, where: str) -> RoomRule:
     if not isinstance(presence, bool):
         raise ConfigError(f"{where}.presence: must be true or false")
     return replace(rule, history_size=size, history_ttl=float(ttl), presence=presence)
+
+
+def own_rooms(principal: Principal) -> list[str]:
+    """The rooms a connection of ``principal`` joins when it connects."""
+    if principal.tenant is None:
+        return ["platform.admins"] if principal.is_super_admin else []
+    user, tenant = principal.subject, principal.tenant
+    rooms = [
+        f"user.{user}.private",
+        f"user.{user}.notifications",
+        f"tenant.{tenant}.users",
+        f"tenant.{tenant}.notifications",
+    ]
+    if principal.has(Role.TENANT_ADMIN):
+        rooms.append(f"tenant.{tenant}.admins")
+    return rooms

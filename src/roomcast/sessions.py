@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .auth import Principal, Role
-from .brokers import Broker, Publication, Published
+from .auth import Principal
+from .brokers import Broker, Published
 from .config import Settings
+from .connections import Joined, LiveConnection
 from .errors import (
     BrokerError,
     ConnectionLimit,
@@ -38,12 +39,12 @@ from .errors import (
 )
 from .history import Page, Position
 from .hub import Hub
-from .policy import Action, Policy, ResolvedRoom, RoomRule
+from .policy import Action, Policy, ResolvedRoom, RoomRule, own_rooms
 from .ports import Publish, Publishes, PublishInput
 from .presence import ConnectionId, Member, Presence
 from .rooms import Room, TenantId, parse_segment
 
-__all__ = ["Joined", "LiveConnection", "Sessions", "SessionsHost", "own_rooms"]
+__all__ = ["Sessions", "SessionsHost"]
 
 log = logging.getLogger(__name__)
 
@@ -53,59 +54,6 @@ PRESENCE_LEAVE = "presence.leave"
 TYPING = "typing"
 CURSOR = "cursor"
 MAX_PRESENCE_LISTED = 1_000
-
-
-class LiveConnection(Hashable, Protocol):
-    """A client connection as the core sees it (the bridge implements it)."""
-
-    @property
-    def id(self) -> ConnectionId:
-        """The connection's id."""
-
-    def deliver(self, publications: Sequence[Publication]) -> None:
-        """Take events of one room, in offset order, without blocking."""
-
-    def hold(self, room_key: str) -> None:
-        """Keep this room's live events back until :meth:`release` (a join is answered)."""
-
-    def release(self, room_key: str, after: int | None) -> None:
-        """Send the held events of this room with offsets after ``after``; None drops them."""
-
-    def joined(self, joined: Joined) -> None:
-        """The server put the connection into a room (``JoinRoom``); tell the client."""
-
-    def left(self, room: Room) -> None:
-        """The server took the connection out of a room (``LeaveRoom``); tell the client."""
-
-    def disconnect(self, code: int, reason: str) -> None:
-        """Close the connection with a close code, without waiting."""
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """A connection is in a room: where the room stands, and what it missed.
-
-    Attributes:
-        room: the room.
-        position: the room's newest position when it joined.
-        recovered: False when the client's ``since`` could not be served.
-        reason: why not, for the client.
-        missed: encoded events after ``since``, oldest first: the first
-            page of them (see ``more``).
-        members: the room's members (empty when the rule has presence off).
-        more: missed events follow ``missed`` (up to ``position``): the
-            join's budget did not hold them all.
-        resolved: the room as the policy resolved it (to read on).
-    """
-
-    room: Room
-    position: Position
-    recovered: bool = True
-    reason: str = ""
-    missed: Sequence[bytes] = ()
-    members: Sequence[Member] = ()
-    more: bool = False
-    resolved: ResolvedRoom | None = None
 
 
 @dataclass(slots=True)
@@ -122,22 +70,6 @@ def _user(principal: Principal) -> tuple[str, TenantId | None, str]:
 
 def _tenant(principal: Principal) -> tuple[str, TenantId | None, str]:
     return ("tenant", principal.tenant, "")
-
-
-def own_rooms(principal: Principal) -> list[str]:
-    """The rooms a connection of ``principal`` joins when it connects."""
-    if principal.tenant is None:
-        return ["platform.admins"] if principal.is_super_admin else []
-    user, tenant = principal.subject, principal.tenant
-    rooms = [
-        f"user.{user}.private",
-        f"user.{user}.notifications",
-        f"tenant.{tenant}.users",
-        f"tenant.{tenant}.notifications",
-    ]
-    if principal.has(Role.TENANT_ADMIN):
-        rooms.append(f"tenant.{tenant}.admins")
-    return rooms
 
 
 class SessionsHost(Publishes, Protocol):

@@ -18,11 +18,11 @@ from support.waiting import UNIT
 
 from roomcast.bridge.connection import Connection, Flusher
 from roomcast.brokers import Publication
+from roomcast.connections import Joined
 from roomcast.errors import SlowConsumer
 from roomcast.history import Position
 from roomcast.presence import ConnectionId
 from roomcast.rooms import Room, RoomName, TenantId
-from roomcast.sessions import Joined
 from roomcast.v1.event_pb2 import Event, Sender
 
 LOBBY = Room.of(RoomName("global.lobby"), None)

@@ -16,12 +16,12 @@ from roomcast.auth import TokenVerifier
 from roomcast.brokers import Draft, Publication, Published
 from roomcast.brokers.memory import MemoryBroker
 from roomcast.config import Settings
+from roomcast.connections import Joined
 from roomcast.errors import BrokerError, RoomcastError
 from roomcast.node import Node
 from roomcast.policy import Policy
 from roomcast.presence import ConnectionId
 from roomcast.rooms import Room
-from roomcast.sessions import Joined
 from support.tokens import SECRET
 
 __all__ = ["FakeConnection", "FlakyBroker", "local_node"]

@@ -32,10 +32,10 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from ..brokers import Publication
+from ..connections import Joined
 from ..errors import SlowConsumer
 from ..presence import ConnectionId
 from ..rooms import Room
-from ..sessions import Joined
 from .frames import FrameId, encode, encode_publication, room_joined_frame
 
 __all__ = ["Connection", "Flusher", "ws_frame"]

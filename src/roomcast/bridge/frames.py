@@ -27,10 +27,10 @@ import orjson
 from google.protobuf.struct_pb2 import ListValue, Struct
 
 from ..brokers import Publication
+from ..connections import Joined
 from ..errors import InvalidArgument, RoomcastError, UnknownType
 from ..history import Page, Position
 from ..presence import Member
-from ..sessions import Joined
 from ..v1.event_pb2 import Event, Sender
 
 __all__ = [

@@ -20,13 +20,14 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..auth import Principal
+from ..connections import Joined
 from ..errors import Abuse, LimitExceeded, RoomcastError, Unauthenticated
 from ..gate import check_json, encode_json
 from ..history import Page
 from ..node import Node
 from ..presence import members_page
 from ..rooms import TenantId
-from ..sessions import CURSOR, TYPING, Joined
+from ..sessions import CURSOR, TYPING
 from .connection import Connection
 from .frames import (
     Auth,
