@@ -61,6 +61,8 @@ __all__ = [
     "depth_prefix",
     "encode_json",
     "may_hold_non_finite",
+    "message_field",
+    "nest_message",
     "too_deep",
     "view_pool",
 ]
@@ -155,6 +157,31 @@ def encode_json(value: Mapping[str, Any], *, field: str = "payload", levels: int
         ) from None
 
 
+def message_field(
+    message: descriptor_pb2.DescriptorProto,
+    name: str,
+    number: int,
+    type_name: str,
+    label: int = _F.LABEL_OPTIONAL,
+) -> descriptor_pb2.FieldDescriptorProto:
+    """Add a field of message type ``type_name`` (fully qualified) to ``message``."""
+    return message.field.add(
+        name=name, number=number, type=_F.TYPE_MESSAGE, type_name=type_name, label=label
+    )
+
+
+def nest_message(name: str, package: str, content_type: str) -> descriptor_pb2.DescriptorProto:
+    """A message that carries ``content_type`` one level deeper per ``inner`` (see depth_prefix).
+
+    ``inner`` is field 1 and ``content`` field 2 in every such message, so
+    one prefix serves them all.
+    """
+    nest = descriptor_pb2.DescriptorProto(name=name)
+    message_field(nest, "inner", 1, f".{package}.{name}")
+    message_field(nest, "content", 2, content_type)
+    return nest
+
+
 def _struct_views(file: descriptor_pb2.FileDescriptorProto) -> None:
     """Struct, Value and ListValue once per level, level 32's deeper values :data:`TooDeep`.
 
@@ -173,19 +200,9 @@ def _struct_views(file: descriptor_pb2.FileDescriptorProto) -> None:
         # which would hide a TooDeep inside it from IsInitialized.
         entry = struct.nested_type.add(name="Entry")
         entry.field.add(name="key", number=1, type=_F.TYPE_STRING, label=_F.LABEL_OPTIONAL)
-        entry.field.add(
-            name="value",
-            number=2,
-            type=_F.TYPE_MESSAGE,
-            type_name=value_type,
-            label=_F.LABEL_OPTIONAL,
-        )
-        struct.field.add(
-            name="fields",
-            number=1,
-            type=_F.TYPE_MESSAGE,
-            type_name=f".{VIEW_PACKAGE}.Struct{level}.Entry",
-            label=_F.LABEL_REPEATED,
+        message_field(entry, "value", 2, value_type)
+        message_field(
+            struct, "fields", 1, f".{VIEW_PACKAGE}.Struct{level}.Entry", _F.LABEL_REPEATED
         )
         value = file.message_type.add(name=f"Value{level}")
         value.oneof_decl.add(name="kind")
@@ -199,22 +216,9 @@ def _struct_views(file: descriptor_pb2.FileDescriptorProto) -> None:
             ("struct_value", 5, deeper_struct),
             ("list_value", 6, deeper_list),
         ):
-            value.field.add(
-                name=name,
-                number=number,
-                type=_F.TYPE_MESSAGE,
-                type_name=type_name,
-                label=_F.LABEL_OPTIONAL,
-                oneof_index=0,
-            )
+            message_field(value, name, number, type_name).oneof_index = 0
         values = file.message_type.add(name=f"List{level}")
-        values.field.add(
-            name="values",
-            number=1,
-            type=_F.TYPE_MESSAGE,
-            type_name=value_type,
-            label=_F.LABEL_REPEATED,
-        )
+        message_field(values, "values", 1, value_type, _F.LABEL_REPEATED)
 
 
 def _build_pool() -> descriptor_pool.DescriptorPool:
@@ -230,13 +234,7 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
     # A required field of its own type: no bytes can ever fill it, since a
     # TooDeep that set it would hold one more TooDeep that must set it too,
     # without end (a scalar could be set by a client's unknown field).
-    never.field.add(
-        name="never",
-        number=2**29 - 1,
-        type=_F.TYPE_MESSAGE,
-        type_name=f".{VIEW_PACKAGE}.TooDeep",
-        label=_F.LABEL_REQUIRED,
-    )
+    message_field(never, "never", 2**29 - 1, f".{VIEW_PACKAGE}.TooDeep", _F.LABEL_REQUIRED)
     pool.Add(too_deep_file)
     views = descriptor_pb2.FileDescriptorProto(
         name=NEST_FILE,
@@ -245,22 +243,7 @@ def _build_pool() -> descriptor_pool.DescriptorPool:
         dependency=[struct_file.name, _TOO_DEEP_FILE],
     )
     _struct_views(views)
-    # Nest: puts what it carries one level deeper (see depth_prefix).
-    nest = views.message_type.add(name="Nest")
-    nest.field.add(
-        name="inner",
-        number=1,
-        type=_F.TYPE_MESSAGE,
-        type_name=f".{VIEW_PACKAGE}.Nest",
-        label=_F.LABEL_OPTIONAL,
-    )
-    nest.field.add(
-        name="content",
-        number=2,
-        type=_F.TYPE_MESSAGE,
-        type_name=f".{VIEW_PACKAGE}.Struct1",
-        label=_F.LABEL_OPTIONAL,
-    )
+    views.message_type.append(nest_message("Nest", VIEW_PACKAGE, f".{VIEW_PACKAGE}.Struct1"))
     pool.Add(views)
     return pool
 

@@ -167,17 +167,23 @@ class Node:
         self.metrics.counters.internal_errors += 1
         return self.faults.record(error, where)
 
+    @contextmanager
+    def _counting_refusals(self) -> Iterator[None]:
+        """Count in ``overloaded`` each refusal the block raises."""
+        try:
+            yield
+        except Overloaded:
+            self.metrics.counters.overloaded += 1
+            raise
+
     def check_memory(self, what: str) -> None:
         """Refuse ``what`` (an expensive read) while the node is over its memory budget.
 
         Raises:
             Overloaded: counted in ``overloaded``.
         """
-        try:
+        with self._counting_refusals():
             self.guard.check(what)
-        except Overloaded:
-            self.metrics.counters.overloaded += 1
-            raise
 
     def admit_connection(self) -> None:
         """Refuse a new WebSocket connection while the node is over its memory budget.
@@ -185,11 +191,8 @@ class Node:
         Raises:
             ServerBusy: close code 1013; counted in ``overloaded``.
         """
-        try:
+        with self._counting_refusals():
             self.guard.check_connection()
-        except Overloaded:
-            self.metrics.counters.overloaded += 1
-            raise
 
     @contextmanager
     def expensive_read(self, principal: Principal, what: str) -> Iterator[None]:
@@ -199,13 +202,10 @@ class Node:
             Overloaded: the node is over its memory budget, or the caller
                 has too many reads in flight (counted in ``overloaded``).
         """
-        self.check_memory(what)
         caller = _caller(principal)
-        try:
+        with self._counting_refusals():
+            self.guard.check(what)
             self.reads.begin(caller)
-        except Overloaded:
-            self.metrics.counters.overloaded += 1
-            raise
         try:
             yield
         finally:

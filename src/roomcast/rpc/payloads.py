@@ -56,6 +56,7 @@ from ..gate import (
     check_encoded,
     depth_prefix,
     may_hold_non_finite,
+    nest_message,
     view_pool,
 )
 from ..v1 import realtime_pb2
@@ -65,8 +66,6 @@ __all__ = ["FAST_LEVELS", "CheckedBatch", "read_publish", "read_publish_batch"]
 
 _PACKAGE = "roomcast.internal"
 _BYTES = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
-_MESSAGE = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
-_OPTIONAL = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
 # PublishBatchRequest.events: a batch of one is this tag, a length, a PublishRequest.
 _EVENTS = len_tag(1)
 
@@ -126,17 +125,7 @@ def _views() -> tuple[Any, Any]:
     checked, checked_item = _batch_view("BatchChecked", f".{VIEW_PACKAGE}.Struct1")
     # Nest (gate.py) with a batch as its content: the same field numbers, so
     # depth_prefix builds its prefix.
-    nest = descriptor_pb2.DescriptorProto(name="BatchNest")
-    nest.field.add(
-        name="inner", number=1, type=_MESSAGE, type_name=f".{_PACKAGE}.BatchNest", label=_OPTIONAL
-    )
-    nest.field.add(
-        name="content",
-        number=2,
-        type=_MESSAGE,
-        type_name=f".{_PACKAGE}.BatchChecked",
-        label=_OPTIONAL,
-    )
+    nest = nest_message("BatchNest", _PACKAGE, f".{_PACKAGE}.BatchChecked")
     pool = view_pool()
     pool.Add(
         descriptor_pb2.FileDescriptorProto(
